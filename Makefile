@@ -1,0 +1,50 @@
+# Two commands for a newcomer:  `make demo` (the whole job on synthetic RF data) and `make test`.
+# Both create .venv and install what they need. Override the PyTorch wheel with e.g.
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Demo settings: small enough for ~10 minutes on a 2-core CPU (see README, "Demo").
+DEMO ?= demo_out
+DATA := $(DEMO)/data
+SET := $(DATA)/processed/interferenceset_frame
+IN_FAMILY ?= QPSK
+OUT_FAMILIES ?= QAM16 OFDM Chirp
+DEMO_EPOCHS ?= 12
+comma := ,
+empty :=
+space := $(empty) $(empty)
+OUT_FILES := $(subst $(space),$(comma),$(foreach f,$(OUT_FAMILIES),$(SET)/$(f)_raw_data_test.h5))
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m src.data.synthetic --out $(DATA)/raw --n_frames 128 --frame_length 2048 --snr_db 20 --seed 0
+	$(PY) src/data/signal_trim_and_unpack.py --data_root=$(DATA)/raw --new_data_root=$(DATA)/processed \
+		--trim_length=256 --val_split=0.2 --test_split=0.2 --normalize=rms --seed=0
+	$(PY) train_ddpm.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY) --model_type=small \
+		--training_h5file=$(SET)/$(IN_FAMILY)_raw_data_train.h5 \
+		--validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 \
+		--n_epochs=$(DEMO_EPOCHS) --batch_size=64 --learning_rate=1e-3 --quick_test=0
+	$(PY) reconstruct.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY) \
+		--validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 \
+		--in_ids=$(SET)/$(IN_FAMILY)_raw_data_test.h5 --out_ids=$(OUT_FILES) \
+		--num_inference_steps=100 --inference_skip_factor=16 --first_n=64 --first_n_val=64 --batch_size=64
+	$(PY) ood_detection.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,108 @@
+"""Reconstruct val, in and out signals from several noise levels with a trained run.
+
+Example:
+    python reconstruct.py --output_dir=runs --model_name=unet_small_QPSK \
+        --validation_h5file=data/processed/interferenceset_frame/QPSK_raw_data_val.h5 \
+        --in_ids=data/processed/interferenceset_frame/QPSK_raw_data_test.h5 \
+        --out_ids=data/processed/interferenceset_frame/QAM16_raw_data_test.h5,data/processed/interferenceset_frame/OFDM_raw_data_test.h5 \
+        --num_inference_steps=100 --inference_skip_factor=4 --run_val=1 --run_in=1 --run_out=1
+
+Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results_<Name>.csv:
+one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
+from the run's config.json; a flag that contradicts it is an error.
+"""
+import logging
+
+import pandas as pd
+
+from src.cli import Parser, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag, positive_int, \
+    run_main, setup_logging
+from src.data.datasets import SignalDataset
+from src.diffusion.reconstruction import model_evaluations, start_points
+from src.diffusion.schedulers import build_pndm_scheduler
+from src.errors import UserError
+from src.io import make_dir, save_json
+from src.networks import MODEL_TYPES
+from src.ood.reconstruct import check_set_files, load_trained_model, reconstruct_set
+from src.ood.results import results_path, write_results
+from src.run import Run, check_agrees
+from src.trainers.runtime import pick_device
+
+log = logging.getLogger("rfood")
+
+
+def create_argparser() -> Parser:
+    parser = Parser(__doc__)
+    add_run_args(parser)
+    parser.add_argument("--model_type", choices=MODEL_TYPES, default=None,
+                        help="optional check: must equal the run's model_type")
+    parser.add_argument("--validation_h5file", default=None, help="in-distribution signals that calibrate the scores")
+    parser.add_argument("--in_ids", type=comma_list, default=[], help="held-out in-distribution file(s), comma separated")
+    parser.add_argument("--out_ids", type=comma_list, default=[], help="other signal types' files, comma separated")
+    parser.add_argument("--num_inference_steps", type=positive_int, default=100, help="PLMS steps (default: %(default)s)")
+    parser.add_argument("--inference_skip_factor", type=positive_int, default=1,
+                        help="keep every k-th start point: 1 -> 99 start points, 4 -> 25 (default: %(default)s)")
+    parser.add_argument("--run_val", type=flag, default=True, help="reconstruct the validation file (default: 1)")
+    parser.add_argument("--run_in", type=flag, default=True, help="reconstruct the in files (default: 1)")
+    parser.add_argument("--run_out", type=flag, default=True, help="reconstruct the out files (default: 1)")
+    parser.add_argument("--first_n", type=positive_int, default=None, help="only the first N signals of in/out files")
+    parser.add_argument("--first_n_val", type=positive_int, default=None, help="only the first N validation signals")
+    add_loader_args(parser, batch_size=32)
+    add_scheduler_args(parser, training=False)
+    return parser
+
+
+def planned_sets(args) -> list[tuple[str, list[str], int | None]]:
+    """(set type, files, first_n) for each set asked for."""
+    sets = []
+    if args.run_val:
+        if not args.validation_h5file:
+            raise UserError("--run_val=1 needs --validation_h5file")
+        sets.append(("val", [args.validation_h5file], args.first_n_val))
+    if args.run_in:
+        if not args.in_ids:
+            raise UserError("--run_in=1 needs --in_ids")
+        sets.append(("in", args.in_ids, args.first_n))
+    if args.run_out:
+        if not args.out_ids:
+            raise UserError("--run_out=1 needs --out_ids")
+        sets += [("out", [path], args.first_n) for path in args.out_ids]
+    return sets
+
+
+def main() -> None:
+    args = create_argparser().parse_args()
+    run = Run(args.output_dir, args.model_name)
+    config = run.load_config()
+    check_agrees(config["network"], {"model_type": args.model_type}, run.config_path)
+    check_agrees(config["scheduler"], {key: getattr(args, key) for key in config["scheduler"] if hasattr(args, key)},
+                 run.config_path)
+    check_set_files(args.validation_h5file if args.run_val else None, args.in_ids if args.run_in else [],
+                    args.out_ids if args.run_out else [])
+    sets = planned_sets(args)
+    datasets = [(set_type, [SignalDataset(path, first_n, args.cache_data) for path in paths])
+                for set_type, paths, first_n in sets]  # opened up front: a bad path fails before any work
+
+    ood_dir = make_dir(run.ood_dir)
+    setup_logging(run.log_file)
+    device = pick_device()
+    model = load_trained_model(run, config, device)
+    scheduler = build_pndm_scheduler(config["scheduler"], args.num_inference_steps)
+    starts = start_points(scheduler, args.inference_skip_factor)
+    settings = {"mode": "plms", "num_inference_steps": args.num_inference_steps,
+                "inference_skip_factor": args.inference_skip_factor, "start_points": starts,
+                "model_evaluations_per_signal": model_evaluations(scheduler, starts), "seed": args.seed}
+    log.info("%d start points, %d model evaluations per signal, on %s", len(starts),
+             settings["model_evaluations_per_signal"], device)
+    save_json(settings, ood_dir / "reconstruction.json")
+    for set_type, files in datasets:
+        frame = pd.concat([reconstruct_set(model, scheduler, dataset, set_type, starts, args.batch_size, args.seed,
+                                           config["scheduler"]["b_scale"], device, args.num_workers)
+                           for dataset in files], ignore_index=True)
+        path = results_path(ood_dir, set_type, files[0].name)
+        write_results(frame, path)
+        log.info("wrote %s (%d signals x %d start points)", path, frame["filename"].nunique(), len(starts))
+
+
+if __name__ == "__main__":
+    run_main(main)

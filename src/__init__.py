@@ -1,0 +1,1 @@
+"""Diffusion-model OOD detection for RF signals: the library behind the top-level scripts."""

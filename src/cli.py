@@ -1,0 +1,109 @@
+"""What every script shares: flag types, flag groups, logging and the error boundary."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from src.errors import UserError
+
+log = logging.getLogger("rfood")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump), exit code 2."""
+
+    def __init__(self, doc: str) -> None:
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def flag(value: str) -> bool:
+    """Parse the seed README's 0/1 switches (``--cache_data=0``); true/false/yes/no also work."""
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "y", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "n", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {value!r}")
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value}")
+    return number
+
+
+def comma_list(value: str) -> list[str]:
+    return [item for item in (part.strip() for part in value.split(",")) if item]
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Where a run lives: ``<output_dir>/<model_name>/``."""
+    parser.add_argument("--output_dir", required=True, help="folder holding the run folders")
+    parser.add_argument("--model_name", required=True, help="run folder name inside --output_dir")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+
+def add_loader_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    parser.add_argument("--batch_size", type=positive_int, default=batch_size, help="(default: %(default)s)")
+    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default: %(default)s)")
+    parser.add_argument("--cache_data", type=flag, default=True,
+                        help="1: read each h5 file into RAM once; 0: read windows lazily (default: 1)")
+
+
+def add_scheduler_args(parser: argparse.ArgumentParser, training: bool) -> None:
+    """Noise-schedule flags. Training sets them; later stages default to None = "from config.json"."""
+    def option(name, help_text, value, **kwargs):
+        suffix = f" (default: {value})" if training else " (default: from the run's config.json)"
+        parser.add_argument(name, default=value if training else None, help=help_text + suffix, **kwargs)
+
+    option("--beta_schedule", "MONAI noise schedule", "scaled_linear_beta",
+           choices=["linear_beta", "scaled_linear_beta"])
+    option("--beta_start", "first beta", 0.0015, type=float)
+    option("--beta_end", "last beta", 0.0195, type=float)
+    option("--prediction_type", "what the network predicts", "epsilon", choices=["epsilon", "v_prediction"])
+    option("--b_scale", "signals are multiplied by this before noising and divided after", 1.0, type=float)
+    option("--snr_shift", "divide the schedule's signal-to-noise ratio at every t by this (1 = no shift)", 1.0,
+           type=float)
+
+
+def setup_logging(log_file: Path | None = None, main_process: bool = True) -> None:
+    """Log to stdout (and ``log_file``) on the main process; warnings only elsewhere."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.INFO if main_process else logging.WARNING)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None and main_process:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a script's ``main``; turn a :class:`UserError` into one line on stderr and exit code 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

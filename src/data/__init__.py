@@ -1,0 +1,1 @@
+"""Signal data: the embedded synthetic RF generator, raw-to-processed preparation and datasets."""

@@ -1,0 +1,97 @@
+"""Processed signal files (float32 [N, 2, L] in h5 ``dataset``) as PyTorch datasets.
+
+Each window keeps a stable id ``<file stem>:<index>`` that travels into the results files, so any
+score can be traced back to the window it came from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.errors import UserError
+
+
+def display_name(path: str | Path) -> str:
+    """A signal file's name as shown in tables: its stem before the first underscore."""
+    return Path(path).name.split("_")[0]
+
+
+def _check_processed(path: Path, data) -> None:
+    if data.ndim != 3 or data.shape[1] != 2:
+        raise UserError(f"{path}: `dataset` has shape {tuple(data.shape)}, expected [N, 2, L] (I and Q channels); "
+                        "run src/data/signal_trim_and_unpack.py on the raw files first")
+    if data.shape[0] == 0 or data.shape[2] == 0:
+        raise UserError(f"{path}: `dataset` is empty; prepare it again with more frames")
+
+
+def _check_finite(path: Path, array: np.ndarray, offset: int = 0) -> None:
+    finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
+    if not finite.all():
+        first = offset + int(np.argmin(finite))
+        raise UserError(f"{path}: window {first} holds NaN or Inf values; clean or drop it and prepare the file again")
+
+
+class SignalDataset(Dataset):
+    """Windows of one processed h5 file.
+
+    Args:
+        path: processed h5 file.
+        first_n: keep only the first ``first_n`` windows (None: all).
+        cache: read the file into RAM once (True) or read each window when asked (False).
+    """
+
+    def __init__(self, path: str | Path, first_n: int | None = None, cache: bool = True) -> None:
+        self.path = Path(path)
+        if first_n is not None and first_n <= 0:
+            raise UserError(f"--first_n must be positive, got {first_n}")
+        if not self.path.is_file():
+            raise UserError(f"signal file not found: {self.path}")
+        try:
+            with h5py.File(self.path, "r") as handle:
+                if "dataset" not in handle:
+                    raise UserError(f"{self.path} has no `dataset` entry; is it a processed signal file?")
+                data = handle["dataset"]
+                _check_processed(self.path, data)
+                self.length = data.shape[0] if first_n is None else min(first_n, data.shape[0])
+                self.signal_length = int(data.shape[2])
+                self._cache = np.asarray(data[: self.length], dtype=np.float32) if cache else None
+        except OSError as err:
+            raise UserError(f"cannot read {self.path} as HDF5 ({err}); check the path") from err
+        if self._cache is not None:
+            _check_finite(self.path, self._cache)
+        self._handle = None
+        self.name = display_name(self.path)
+        self.ids = [f"{self.path.stem}:{index}" for index in range(self.length)]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _read(self, index: int) -> np.ndarray:
+        if self._cache is not None:
+            return self._cache[index]
+        if self._handle is None:  # opened lazily, once per worker process
+            self._handle = h5py.File(self.path, "r")
+        window = np.asarray(self._handle["dataset"][index], dtype=np.float32)
+        _check_finite(self.path, window[None], offset=index)
+        return window
+
+    def __getitem__(self, index: int) -> dict:
+        return {"signal": torch.from_numpy(self._read(index)), "index": index}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handle"] = None  # h5py handles do not cross process boundaries
+        return state
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,
+                sampler=None, drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling depends only on ``seed`` (and the sampler's epoch)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers, generator=generator, drop_last=drop_last,
+                      persistent_workers=num_workers > 0)

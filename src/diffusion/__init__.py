@@ -1,0 +1,1 @@
+"""Noise schedulers (MONAI's, built from config.json) and the reconstruction engine."""

@@ -1,0 +1,58 @@
+"""MONAI DDPM (training) and PNDM/PLMS (reconstruction) schedulers built from a run's config.
+
+Every schedule choice, the SNR shift included, is a constructor argument: the shift is a named
+MONAI noise schedule (``snr_shifted``) rather than a patch applied to a built scheduler.
+"""
+from __future__ import annotations
+
+import torch
+from monai.networks.schedulers import DDPMScheduler, NoiseSchedules, PNDMScheduler
+
+NUM_TRAIN_TIMESTEPS = 1000
+SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "prediction_type", "b_scale", "snr_shift")
+
+
+@NoiseSchedules.add_def("snr_shifted", "A named beta schedule with its SNR divided by snr_shift at every t")
+def _snr_shifted(num_train_timesteps: int, base: str, snr_shift: float, **base_args):
+    """SNR'(t) = SNR(t) / snr_shift, SNR = abar / (1 - abar) (cf. Hoogeboom et al. 2023, "simple diffusion")."""
+    betas = NoiseSchedules[base](num_train_timesteps, **base_args)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    snr = alphas_cumprod / (1.0 - alphas_cumprod) / snr_shift
+    shifted_cumprod = snr / (1.0 + snr)
+    alphas = shifted_cumprod / torch.cat([torch.ones(1), shifted_cumprod[:-1]])
+    return 1.0 - alphas, alphas, shifted_cumprod
+
+
+def scheduler_config(beta_schedule: str, beta_start: float, beta_end: float, prediction_type: str,
+                     b_scale: float, snr_shift: float) -> dict:
+    """The ``scheduler`` section of config.json."""
+    return dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule=beta_schedule, beta_start=beta_start,
+                beta_end=beta_end, prediction_type=prediction_type, b_scale=b_scale, snr_shift=snr_shift)
+
+
+def _schedule_kwargs(config: dict) -> dict:
+    base = dict(beta_start=config["beta_start"], beta_end=config["beta_end"])
+    if config["snr_shift"] == 1.0:
+        return dict(schedule=config["beta_schedule"], **base)
+    return dict(schedule="snr_shifted", base=config["beta_schedule"], snr_shift=config["snr_shift"], **base)
+
+
+def build_ddpm_scheduler(config: dict) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=config["num_train_timesteps"],
+                         prediction_type=config["prediction_type"], **_schedule_kwargs(config))
+
+
+def build_pndm_scheduler(config: dict, num_inference_steps: int) -> PNDMScheduler:
+    """PLMS sampling as in the paper: PNDM with ``skip_prk_steps=True``."""
+    scheduler = PNDMScheduler(num_train_timesteps=config["num_train_timesteps"], skip_prk_steps=True,
+                              prediction_type=config["prediction_type"], **_schedule_kwargs(config))
+    scheduler.set_timesteps(num_inference_steps)
+    return scheduler
+
+
+def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
+                    timesteps: torch.Tensor) -> torch.Tensor:
+    """What the network learns to predict: the noise, or the velocity (Salimans & Ho 2022)."""
+    if scheduler.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, timesteps)
+    return noise

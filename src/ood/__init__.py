@@ -1,0 +1,1 @@
+"""Per-signal reconstruction errors, their result files, and OOD scores and metrics."""

@@ -1,0 +1,54 @@
+"""A run folder ``<output_dir>/<model_name>/`` and the files in it (DESIGN.md, "Run directory")."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from src.errors import UserError
+from src.io import load_json, save_json
+
+CONFIG_VERSION = 1
+
+
+class Run:
+    """Paths of one run and its config.json."""
+
+    def __init__(self, output_dir: str | Path, model_name: str) -> None:
+        self.path = Path(output_dir) / model_name
+        self.name = model_name
+
+    config_path = property(lambda self: self.path / "config.json")
+    best_checkpoint = property(lambda self: self.path / "checkpoint.pth")
+    last_checkpoint = property(lambda self: self.path / "checkpoint_last.pth")
+    ood_dir = property(lambda self: self.path / "ood")
+    log_file = property(lambda self: self.path / "log.txt")
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.path / f"checkpoint_{epoch}.pth"
+
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def load_config(self) -> dict:
+        if not self.has_config():
+            raise UserError(f"no config.json in {self.path}; train a model there first "
+                            "(check --output_dir and --model_name)")
+        config = load_json(self.config_path, "run config")
+        if config.get("format_version") != CONFIG_VERSION:
+            raise UserError(f"{self.config_path} has format_version {config.get('format_version')}, "
+                            f"this toolkit reads {CONFIG_VERSION}")
+        return config
+
+    def save_config(self, config: dict) -> None:
+        save_json({**config, "format_version": CONFIG_VERSION}, self.config_path)
+
+
+def check_agrees(section: dict, requested: dict, where: Path) -> None:
+    """Refuse flags that contradict a saved config; None means "not given"."""
+    clashes = [f"--{key}={value} (config: {section[key]})" for key, value in requested.items()
+               if value is not None and key in section and _normalise(section[key]) != _normalise(value)]
+    if clashes:
+        raise UserError(f"{', '.join(clashes)} clash with {where}; drop these flags or use another --model_name")
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, tuple) else value

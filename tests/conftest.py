@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny processed signal files written by the tests, and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_NET = ["--channels=8,16", "--attention_levels=0,1"]
+
+
+def write_processed(path: Path, signals: np.ndarray, name: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle["dataset"] = signals.astype(np.float32)
+        handle["sig_type"] = np.bytes_(name)
+    return path
+
+
+@pytest.fixture
+def processed(tmp_path) -> dict[str, Path]:
+    """Processed files for two made-up types: 'Tone' (in) and 'Noise' (out), [24, 2, 48] each."""
+    rng = np.random.default_rng(0)
+    n = np.arange(48)
+    files = {}
+    for split in ("train", "val", "test"):
+        phase = rng.uniform(0, 2 * np.pi, (24, 1))
+        tone = np.stack([np.cos(0.3 * n + phase), np.sin(0.3 * n + phase)], axis=1)
+        files[f"Tone_{split}"] = write_processed(tmp_path / f"Tone_raw_data_{split}.h5", tone, "Tone")
+        noise = rng.standard_normal((24, 2, 48)) / np.sqrt(2)
+        files[f"Noise_{split}"] = write_processed(tmp_path / f"Noise_raw_data_{split}.h5", noise, "Noise")
+    return files
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command line from the repo root with this interpreter; ``check`` wants exit code 0."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Non-zero exit, exactly one line on stderr starting with 'error:', naming each fragment."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

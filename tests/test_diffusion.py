@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from src.diffusion.reconstruction import model_evaluations, reconstruct, sample_noise, start_points
+from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
+from src.errors import UserError
+
+
+def config(**overrides):
+    base = dict(beta_schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195, prediction_type="epsilon",
+                b_scale=1.0, snr_shift=1.0)
+    return scheduler_config(**{**base, **overrides})
+
+
+def closed_form_alpha_bar(beta_start=0.0015, beta_end=0.0195, steps=1000):
+    betas = np.linspace(np.sqrt(beta_start), np.sqrt(beta_end), steps) ** 2
+    return np.cumprod(1.0 - betas)
+
+
+def test_add_noise_equals_closed_form():
+    scheduler = build_ddpm_scheduler(config())
+    x0, noise = torch.randn(4, 2, 16), torch.randn(4, 2, 16)
+    t = torch.tensor([0, 10, 500, 999])
+    abar = torch.tensor(closed_form_alpha_bar()[t.numpy()], dtype=torch.float32)[:, None, None]
+    expected = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    assert torch.allclose(scheduler.add_noise(x0, noise, t), expected, atol=1e-5)
+
+
+def test_velocity_target():
+    scheduler = build_ddpm_scheduler(config(prediction_type="v_prediction"))
+    x0, noise, t = torch.randn(2, 2, 8), torch.randn(2, 2, 8), torch.tensor([100, 700])
+    abar = torch.tensor(closed_form_alpha_bar()[t.numpy()], dtype=torch.float32)[:, None, None]
+    expected = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    assert torch.allclose(training_target(scheduler, x0, noise, t), expected, atol=1e-5)
+    assert training_target(build_ddpm_scheduler(config()), x0, noise, t) is noise
+
+
+def test_snr_shift_divides_snr_at_every_t():
+    shifted = build_ddpm_scheduler(config(beta_schedule="linear_beta", beta_start=0.0001, beta_end=0.02,
+                                          snr_shift=4.0)).alphas_cumprod.double().numpy()
+    plain = np.cumprod(1.0 - np.linspace(0.0001, 0.02, 1000))
+    np.testing.assert_allclose((shifted / (1 - shifted)) / (plain / (1 - plain)), 0.25, rtol=1e-3)
+
+
+def test_start_points_and_costs_match_the_seed_table():
+    scheduler = build_pndm_scheduler(config(), 100)
+    counts = {skip: len(start_points(scheduler, skip)) for skip in (1, 2, 3, 4, 5, 8, 16, 32, 64)}
+    # Seed README: 100 50 34 25 20 13 7 4 2 reconstructions "for max_t=1000"; t=0 is not a start point here.
+    assert counts == {1: 99, 2: 50, 3: 33, 4: 25, 5: 20, 8: 13, 16: 7, 32: 4, 64: 2}
+    assert start_points(scheduler, 16) == [10, 170, 330, 490, 650, 810, 970]
+    assert model_evaluations(scheduler, start_points(scheduler, 16)) == sum(t // 10 + 1 for t in range(10, 971, 160))
+    assert model_evaluations(scheduler, start_points(scheduler, 1)) == sum(k + 1 for k in range(1, 100))
+    with pytest.raises(UserError):
+        start_points(scheduler, 0)
+    with pytest.raises(UserError):
+        start_points(scheduler, 100)
+
+
+def test_noise_depends_on_sample_index_not_batch():
+    together = sample_noise(torch.tensor([3, 4, 5]), 2, (2, 8), seed=1)
+    alone = sample_noise(torch.tensor([4]), 2, (2, 8), seed=1)
+    assert together.shape == (2, 3, 2, 8)
+    assert torch.equal(together[:, 1], alone[:, 0])
+    assert not torch.equal(together[:, 0], together[:, 1])
+
+
+class OracleDenoiser(torch.nn.Module):
+    """Predicts the true noise of x_t given the clean signal: an ideal epsilon model."""
+
+    def __init__(self, x0, alphas_cumprod):
+        super().__init__()
+        self.x0, self.abar = x0, alphas_cumprod
+
+    def forward(self, x, t):
+        abar = self.abar[t][:, None, None]
+        return (x - abar.sqrt() * self.x0) / (1 - abar).sqrt()
+
+
+def test_plms_with_an_ideal_denoiser_returns_the_signal():
+    scheduler = build_pndm_scheduler(config(), 100)
+    x0 = torch.randn(3, 2, 32)
+    starts = start_points(scheduler, 8)
+    noise = sample_noise(torch.arange(3), len(starts), (2, 32), seed=0)
+    recon = reconstruct(OracleDenoiser(x0, scheduler.alphas_cumprod), scheduler, x0, starts, noise)
+    mse = (recon - x0).pow(2).mean(dim=(1, 2, 3))
+    # PLMS ends at alpha_bar[0] (MONAI's set_alpha_to_one=False), leaving noise of variance ~1 - alpha_bar[0].
+    assert (mse < 3 * (1 - scheduler.alphas_cumprod[0])).all(), mse
+    noisy_mse = (noise[-1] * (1 - scheduler.alphas_cumprod[starts[-1]]).sqrt()).pow(2).mean()
+    assert noisy_mse > 100 * mse.max()

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from src.errors import UserError
+from src.networks import UNET_PRESETS, build_model, unet_config
+
+
+def randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Zero-initialised output layers make a fresh UNet output 0; give every weight a value."""
+    torch.manual_seed(0)
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("length", [1, 7, 33, 100, 257])
+def test_output_shape_equals_input_shape_for_odd_lengths(length):
+    model = build_model(unet_config("small"))
+    x = torch.randn(3, 2, length)
+    assert model(x, torch.tensor([0, 500, 999])).shape == x.shape
+
+
+@pytest.mark.parametrize("model_type", sorted(UNET_PRESETS))
+def test_every_preset_builds_and_runs(model_type):
+    model = build_model(unet_config(model_type))
+    x = torch.randn(1, 2, 37)
+    assert model(x, torch.tensor([3])).shape == x.shape
+
+
+def test_output_depends_on_timestep():
+    model = randomised(build_model(unet_config("small", channels=[8, 16], attention_levels=[False, True])))
+    x = torch.randn(2, 2, 40)
+    with torch.no_grad():
+        early, late = model(x, torch.tensor([10, 10])), model(x, torch.tensor([900, 900]))
+    assert (early - late).abs().max() > 1e-3 * early.abs().max()
+    assert not torch.allclose(early, late)
+
+
+def test_output_depends_on_whole_signal_through_attention():
+    """A change at the first sample reaches the last output sample only through attention/down-sampling."""
+    model = randomised(build_model(unet_config("medium", channels=[8, 16, 32])))
+    x = torch.randn(1, 2, 64)
+    y = x.clone()
+    y[..., 0] += 1.0
+    with torch.no_grad():
+        assert (model(x, torch.tensor([5]))[..., -1] - model(y, torch.tensor([5]))[..., -1]).abs().max() > 1e-6
+
+
+def test_unknown_model_type_and_bad_sizes_are_user_errors():
+    with pytest.raises(UserError, match="unknown --model_type"):
+        unet_config("huge")
+    with pytest.raises(UserError, match="attention_levels"):
+        unet_config("small", channels=[8, 16], attention_levels=[True])
