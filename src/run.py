@@ -38,8 +38,11 @@ class Run:
                             f"this toolkit reads {CONFIG_VERSION}")
         return config
 
-    def save_config(self, config: dict) -> None:
-        save_json({**config, "format_version": CONFIG_VERSION}, self.config_path)
+    def save_config(self, config: dict) -> dict:
+        """Write config.json; returns what was written."""
+        config = {**config, "format_version": CONFIG_VERSION}
+        save_json(config, self.config_path)
+        return config
 
 
 def check_agrees(section: dict, requested: dict, where: Path) -> None:

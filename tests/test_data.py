@@ -182,7 +182,9 @@ def test_split_is_by_frame_and_covers_every_frame(raw_root, tmp_path):
     assert {split: len(frames) for split, frames in frame_sets.items()} == {"train": 6, "val": 2, "test": 2}
     assert set.union(*frame_sets.values()) == set(range(10))
     assert sum(len(frames) for frames in frame_sets.values()) == 10  # so pairwise disjoint
-    counts = np.bincount(read_h5(tmp_path / RAW / "Chirp_raw_data_train.h5")["frame_index"])
+    train_frames = read_h5(tmp_path / RAW / "Chirp_raw_data_train.h5")["frame_index"]
+    assert np.all(np.diff(train_frames) >= 0)  # windows ordered by frame
+    counts = np.bincount(train_frames)
     assert set(counts[counts > 0]) == {3}  # floor(1000 / 300) windows per frame
 
 

@@ -176,7 +176,7 @@ def split_frames(path: Path, n_frames: int, val_split: float, test_split: float,
     sizes = proportional_shares(n_frames, list(fractions.values()))
     order = np.random.default_rng(seed).permutation(n_frames)
     bounds = np.cumsum([0, *sizes])
-    return {name: order[bounds[i]:bounds[i + 1]] for i, name in enumerate(fractions)}
+    return {name: np.sort(order[bounds[i]:bounds[i + 1]]) for i, name in enumerate(fractions)}
 
 
 def cap_windows(members: dict[str, np.ndarray], num_samples: int | None) -> dict[str, np.ndarray]:

@@ -174,5 +174,4 @@ def prepare_run(run: Run, config: dict) -> dict:
             requested = {key: value for key, value in config[section].items()}
             check_agrees(saved[section], requested, run.config_path)
         return saved
-    run.save_config(config)
-    return config
+    return run.save_config(config)
