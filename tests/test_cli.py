@@ -131,3 +131,19 @@ def test_out_file_that_is_the_in_file_is_refused(processed, tmp_path):
                      f"--validation_h5file={processed['Tone_val']}", f"--in_ids={processed['Tone_test']}",
                      f"--out_ids={processed['Tone_test']}", check=False)
     assert_one_line_error(result, "Tone_raw_data_test.h5", "--in_ids")
+
+
+def test_nan_signal_and_unwritable_output_are_refused(processed, tmp_path):
+    signals = np.random.default_rng(0).standard_normal((6, 2, 32))
+    signals[3, 1, 5] = np.nan
+    bad = write_processed(tmp_path / "Bad_raw_data_train.h5", signals, "Bad")
+    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m",
+                     f"--training_h5file={bad}", f"--validation_h5file={processed['Tone_val']}", check=False)
+    assert_one_line_error(result, "Bad_raw_data_train.h5", "window 3", "NaN")
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run_cli("train_ddpm.py", f"--output_dir={blocker}", "--model_name=m", *TINY_NET,
+                     f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
+                     check=False)
+    assert_one_line_error(result, "a_file", "--output_dir")

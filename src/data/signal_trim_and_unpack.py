@@ -35,14 +35,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python src/data/signal_trim_and_unpack.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import argparse
 import logging
 import os
 
 import h5py
 import numpy as np
 
-from src.cli import fraction, run_main, setup_logging
+from src.cli import Parser, fraction, run_main, setup_logging
+from src.data.datasets import display_name
 from src.errors import UserError
 from src.io import atomic_path
 
@@ -83,11 +83,6 @@ def find_raw_files(data_root: Path) -> list[Path]:
         raise UserError(f"--data_root {data_root} holds no *{RAW_SUFFIX} files; point it at the raw data "
                         "(e.g. the output of python -m src.data.synthetic --out DIR)")
     return files
-
-
-def display_name(path: Path) -> str:
-    """A signal file's display name: its stem before the first underscore (``CommSignal3``)."""
-    return path.name.split("_")[0]
 
 
 def decode_sig_type(value: object, fallback: str) -> bytes:
@@ -257,8 +252,8 @@ def trim_and_unpack(data_root: str | os.PathLike, new_data_root: str | os.PathLi
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(__doc__)
     parser.add_argument("--data_root", required=True, help="folder searched recursively for *_raw_data.h5")
     parser.add_argument("--new_data_root", required=True, help="output root (same relative folders)")
     parser.add_argument("--trim_length", type=int, default=3000, help="samples per window (default: %(default)s)")

@@ -23,7 +23,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python src/data/synthetic.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import argparse
 import logging
 import os
 from typing import Callable
@@ -31,7 +30,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from src.cli import comma_list, positive_int, run_main, setup_logging
+from src.cli import Parser, comma_list, positive_int, run_main, setup_logging
 from src.errors import UserError
 from src.io import atomic_path
 
@@ -261,8 +260,8 @@ def write_synthetic(out_dir: str | os.PathLike, families: list[str] | None = Non
     return paths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(__doc__)
     parser.add_argument("--out", required=True, help="root folder of the raw data tree")
     parser.add_argument("--n_frames", type=positive_int, default=64, help="frames per family (default: %(default)s)")
     parser.add_argument("--frame_length", type=positive_int, default=4096,

@@ -38,7 +38,7 @@ def reconstruct_set(model: nn.Module, scheduler, dataset: SignalDataset, set_typ
     """Errors of every signal in ``dataset`` at every start point, one row per (signal, t)."""
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     frames = []
-    for batch in tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False):
+    for batch in tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None):
         x0 = batch["signal"].to(device)
         noise = sample_noise(batch["index"], len(starts), tuple(x0.shape[1:]), seed)
         errors = reconstruction_errors(x0, reconstruct(model, scheduler, x0, starts, noise, b_scale))

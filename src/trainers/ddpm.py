@@ -81,7 +81,8 @@ class DiffusionTrainer:
         generator = torch.Generator().manual_seed(self.settings.seed * 100_003 + self.epoch)
         self.train_loader.generator.manual_seed(self.settings.seed * 100_003 + self.epoch)
         total, count = 0.0, 0
-        batches = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.settings.n_epochs}", leave=False)
+        batches = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.settings.n_epochs}", leave=False,
+                       disable=None)  # None: no bar when stdout is not a terminal
         for batch_index, batch in enumerate(batches):
             if self.settings.quick_test and batch_index >= QUICK_TEST_BATCHES:
                 break
