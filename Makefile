@@ -13,13 +13,21 @@ DATA := $(DEMO)/data
 SET := $(DATA)/processed/interferenceset_frame
 IN_FAMILY ?= QPSK
 OUT_FAMILIES ?= QAM16 OFDM Chirp
-DEMO_EPOCHS ?= 12
+DEMO_EPOCHS ?= 120
 comma := ,
 empty :=
 space := $(empty) $(empty)
 OUT_FILES := $(subst $(space),$(comma),$(foreach f,$(OUT_FAMILIES),$(SET)/$(f)_raw_data_test.h5))
 
-.PHONY: install demo test clean-demo
+RUNS := $(DEMO)/runs
+TRAIN_FLAGS = --output_dir=$(RUNS) --training_h5file=$(SET)/$(IN_FAMILY)_raw_data_train.h5 \
+	--validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 --batch_size=64 --learning_rate=1e-3
+RECONSTRUCT_FLAGS = --output_dir=$(RUNS) --validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 \
+	--in_ids=$(SET)/$(IN_FAMILY)_raw_data_test.h5 --out_ids=$(OUT_FILES) \
+	--num_inference_steps=100 --inference_skip_factor=16 --first_n=64 --first_n_val=64 --batch_size=64
+COMPARED := unet_small_$(IN_FAMILY),wavenet_$(IN_FAMILY),ldm_$(IN_FAMILY),autoencoder_$(IN_FAMILY)
+
+.PHONY: install data demo compare test clean-demo
 
 install: $(STAMP)
 
@@ -29,19 +37,28 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
+data: $(STAMP)
 	$(PY) -m src.data.synthetic --out $(DATA)/raw --n_frames 128 --frame_length 2048 --snr_db 20 --seed 0
 	$(PY) src/data/signal_trim_and_unpack.py --data_root=$(DATA)/raw --new_data_root=$(DATA)/processed \
 		--trim_length=256 --val_split=0.2 --test_split=0.2 --normalize=rms --seed=0
-	$(PY) train_ddpm.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY) --model_type=small \
-		--training_h5file=$(SET)/$(IN_FAMILY)_raw_data_train.h5 \
-		--validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 \
-		--n_epochs=$(DEMO_EPOCHS) --batch_size=64 --learning_rate=1e-3 --quick_test=0
-	$(PY) reconstruct.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY) \
-		--validation_h5file=$(SET)/$(IN_FAMILY)_raw_data_val.h5 \
-		--in_ids=$(SET)/$(IN_FAMILY)_raw_data_test.h5 --out_ids=$(OUT_FILES) \
-		--num_inference_steps=100 --inference_skip_factor=16 --first_n=64 --first_n_val=64 --batch_size=64
-	$(PY) ood_detection.py --output_dir=$(DEMO)/runs --model_name=unet_small_$(IN_FAMILY)
+
+demo: data
+	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=unet_small_$(IN_FAMILY) --model_type=small \
+		--n_epochs=$(DEMO_EPOCHS) --quick_test=0
+	$(PY) reconstruct.py $(RECONSTRUCT_FLAGS) --model_name=unet_small_$(IN_FAMILY)
+	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=unet_small_$(IN_FAMILY)
+
+# Every model family on the demo data, one table (README, "Comparing model families"); ~20 minutes on 2 cores.
+compare: demo
+	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=wavenet_$(IN_FAMILY) --model_type=wavenet \
+		--residual_layers=12 --residual_channels=32 --n_epochs=$(DEMO_EPOCHS)
+	$(PY) train_autoencoder.py $(TRAIN_FLAGS) --model_name=autoencoder_$(IN_FAMILY) --n_epochs=$(DEMO_EPOCHS)
+	$(PY) train_vqvae.py $(TRAIN_FLAGS) --model_name=vqvae_$(IN_FAMILY) --n_epochs=$(DEMO_EPOCHS)
+	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=ldm_$(IN_FAMILY) --model_type=small \
+		--vqvae_checkpoint=$(RUNS)/vqvae_$(IN_FAMILY)/checkpoint.pth --n_epochs=$(DEMO_EPOCHS)
+	for run in wavenet ldm autoencoder; do \
+		$(PY) reconstruct.py $(RECONSTRUCT_FLAGS) --model_name=$${run}_$(IN_FAMILY) || exit 1; done
+	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=$(COMPARED)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

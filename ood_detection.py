@@ -5,9 +5,11 @@ Example:
     python ood_detection.py --output_dir=runs --model_name=unet_small_QPSK,unet_medium_QPSK --min_t=100
 
 Reads <run>/ood/results_*.csv written by reconstruct.py. Every results file other than val and in
-is an out dataset. Writes the table as auroc_<metric>.csv and .json in each run's ood folder.
+is an out dataset. Writes each run's column as auroc_<metric>.csv and .json in its ood folder and,
+for several runs, the whole table as <output_dir>/ood_comparison_<metric>.csv.
 """
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -64,6 +66,11 @@ def main() -> None:
                  settings.get("mode", "?"), len(ts), ts[0], ts[-1], args.metric)
     table = pd.DataFrame(columns)
     table = pd.concat([table.drop(index="mean"), table.loc[["mean"]]])
+    if len(columns) > 1:
+        comparison = Path(args.output_dir) / f"ood_comparison_{args.metric}.csv"
+        with atomic_path(comparison) as tmp:
+            table.to_csv(tmp, index_label="dataset", float_format="%.4f")
+        log.info("wrote %s", comparison)
     print(f"AUROC (in = 0, out = 1; score = mean z over t; metric = {args.metric})")
     print(format_table(table))
 

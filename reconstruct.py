@@ -18,12 +18,11 @@ import pandas as pd
 from src.cli import Parser, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag, positive_int, \
     run_main, setup_logging
 from src.data.datasets import SignalDataset
-from src.diffusion.reconstruction import model_evaluations, start_points
-from src.diffusion.schedulers import build_pndm_scheduler
+from src.diffusion.schedulers import SCHEDULE_KEYS
 from src.errors import UserError
 from src.io import make_dir, save_json
 from src.networks import MODEL_TYPES
-from src.ood.reconstruct import check_set_files, load_trained_model, reconstruct_set
+from src.ood.reconstruct import build_reconstructor, check_set_files, reconstruct_set
 from src.ood.results import results_path, write_results
 from src.run import Run, check_agrees
 from src.trainers.runtime import pick_device
@@ -75,8 +74,7 @@ def main() -> None:
     run = Run(args.output_dir, args.model_name)
     config = run.load_config()
     check_agrees(config["network"], {"model_type": args.model_type}, run.config_path)
-    check_agrees(config["scheduler"], {key: getattr(args, key) for key in config["scheduler"] if hasattr(args, key)},
-                 run.config_path)
+    check_agrees(config.get("scheduler", {}), {key: getattr(args, key) for key in SCHEDULE_KEYS}, run.config_path)
     check_set_files(args.validation_h5file if args.run_val else None, args.in_ids if args.run_in else [],
                     args.out_ids if args.run_out else [])
     sets = planned_sets(args)
@@ -86,23 +84,19 @@ def main() -> None:
     ood_dir = make_dir(run.ood_dir)
     setup_logging(run.log_file)
     device = pick_device()
-    model = load_trained_model(run, config, device)
-    scheduler = build_pndm_scheduler(config["scheduler"], args.num_inference_steps)
-    starts = start_points(scheduler, args.inference_skip_factor)
-    settings = {"mode": "plms", "num_inference_steps": args.num_inference_steps,
-                "inference_skip_factor": args.inference_skip_factor, "start_points": starts,
-                "model_evaluations_per_signal": model_evaluations(scheduler, starts), "seed": args.seed}
-    log.info("%d start points, %d model evaluations per signal, on %s", len(starts),
-             settings["model_evaluations_per_signal"], device)
+    reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
+                                        args.seed, device)
+    settings = {**reconstructor.settings, "seed": args.seed}
+    log.info("%s: %d start points, %d model evaluations per signal, on %s", settings["mode"],
+             len(reconstructor.starts), settings["model_evaluations_per_signal"], device)
     save_json(settings, ood_dir / "reconstruction.json")
     for set_type, files in datasets:
-        frame = pd.concat([reconstruct_set(model, scheduler, dataset, set_type, starts, args.batch_size, args.seed,
-                                           config["scheduler"]["b_scale"], device, args.num_workers)
-                           for dataset in files], ignore_index=True)
+        frame = pd.concat([reconstruct_set(reconstructor, dataset, set_type, args.batch_size, device,
+                                           args.num_workers) for dataset in files], ignore_index=True)
         path = results_path(ood_dir, set_type, files[0].name)
         write_results(frame, path)
-        log.info("wrote %s (%d signals x %d start points)", path, frame["filename"].nunique(), len(starts))
-
+        log.info("wrote %s (%d signals x %d start points)", path, frame["filename"].nunique(),
+                 len(reconstructor.starts))
 
 if __name__ == "__main__":
     run_main(main)

@@ -12,11 +12,11 @@ CONFIG_VERSION = 1
 class Run:
     """Paths of one run and its config.json."""
 
-    def __init__(self, output_dir: str | Path, model_name: str) -> None:
+    def __init__(self, output_dir: str | Path, model_name: str, config_name: str = "config.json") -> None:
         self.path = Path(output_dir) / model_name
         self.name = model_name
+        self.config_path = self.path / config_name
 
-    config_path = property(lambda self: self.path / "config.json")
     best_checkpoint = property(lambda self: self.path / "checkpoint.pth")
     last_checkpoint = property(lambda self: self.path / "checkpoint_last.pth")
     ood_dir = property(lambda self: self.path / "ood")
@@ -29,6 +29,9 @@ class Run:
         return self.config_path.is_file()
 
     def load_config(self) -> dict:
+        if not self.has_config() and (self.path / "vqvae_config.json").is_file():
+            raise UserError(f"{self.path} is a VQ-VAE run, the first stage of an LDM; use the LDM run trained on it "
+                            "(train_ddpm.py --vqvae_checkpoint)")
         if not self.has_config():
             raise UserError(f"no config.json in {self.path}; train a model there first "
                             "(check --output_dir and --model_name)")

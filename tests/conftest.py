@@ -24,6 +24,15 @@ def write_processed(path: Path, signals: np.ndarray, name: str) -> Path:
 
 @pytest.fixture
 def processed(tmp_path) -> dict[str, Path]:
+    return make_processed(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def processed_module(tmp_path_factory) -> dict[str, Path]:
+    return make_processed(tmp_path_factory.mktemp("processed"))
+
+
+def make_processed(tmp_path: Path) -> dict[str, Path]:
     """Processed files for two made-up types: 'Tone' (in) and 'Noise' (out), [24, 2, 48] each."""
     rng = np.random.default_rng(0)
     n = np.arange(48)

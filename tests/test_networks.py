@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from src.errors import UserError
-from src.networks import UNET_PRESETS, build_model, unet_config
+from src.networks import UNET_PRESETS, build_model, network_config
 
 
 def randomised(model: torch.nn.Module) -> torch.nn.Module:
@@ -15,20 +15,20 @@ def randomised(model: torch.nn.Module) -> torch.nn.Module:
 
 @pytest.mark.parametrize("length", [1, 7, 33, 100, 257])
 def test_output_shape_equals_input_shape_for_odd_lengths(length):
-    model = build_model(unet_config("small"))
+    model = build_model(network_config("small"))
     x = torch.randn(3, 2, length)
     assert model(x, torch.tensor([0, 500, 999])).shape == x.shape
 
 
 @pytest.mark.parametrize("model_type", sorted(UNET_PRESETS))
 def test_every_preset_builds_and_runs(model_type):
-    model = build_model(unet_config(model_type))
+    model = build_model(network_config(model_type))
     x = torch.randn(1, 2, 37)
     assert model(x, torch.tensor([3])).shape == x.shape
 
 
 def test_output_depends_on_timestep():
-    model = randomised(build_model(unet_config("small", channels=[8, 16], attention_levels=[False, True])))
+    model = randomised(build_model(network_config("small", channels=[8, 16], attention_levels=[False, True])))
     x = torch.randn(2, 2, 40)
     with torch.no_grad():
         early, late = model(x, torch.tensor([10, 10])), model(x, torch.tensor([900, 900]))
@@ -38,7 +38,7 @@ def test_output_depends_on_timestep():
 
 def test_output_depends_on_whole_signal_through_attention():
     """A change at the first sample reaches the last output sample only through attention/down-sampling."""
-    model = randomised(build_model(unet_config("medium", channels=[8, 16, 32])))
+    model = randomised(build_model(network_config("medium", channels=[8, 16, 32])))
     x = torch.randn(1, 2, 64)
     y = x.clone()
     y[..., 0] += 1.0
@@ -48,6 +48,35 @@ def test_output_depends_on_whole_signal_through_attention():
 
 def test_unknown_model_type_and_bad_sizes_are_user_errors():
     with pytest.raises(UserError, match="unknown --model_type"):
-        unet_config("huge")
+        network_config("huge")
     with pytest.raises(UserError, match="attention_levels"):
-        unet_config("small", channels=[8, 16], attention_levels=[True])
+        network_config("small", channels=[8, 16], attention_levels=[True])
+
+
+@pytest.mark.parametrize("length", [1, 7, 100])
+def test_wavenet_and_autoencoder_keep_the_shape(length):
+    x = torch.randn(2, 2, length)
+    for model_type in ("wavenet", "autoencoder"):
+        model = build_model(network_config(model_type))
+        assert model(x, torch.tensor([1, 2])).shape == x.shape, model_type
+
+
+def test_wavenet_output_depends_on_timestep_in_every_layer():
+    model = randomised(build_model(network_config("wavenet", residual_layers=3, residual_channels=8)))
+    x = torch.randn(2, 2, 40)
+    with torch.no_grad():
+        early, late = model(x, torch.tensor([10, 10])), model(x, torch.tensor([900, 900]))
+    assert not torch.allclose(early, late, atol=1e-4)
+    for layer in model.layers:  # every layer has its own projection of the step embedding
+        assert layer.step_projection.weight.shape == (8, 512)
+
+
+def test_latent_unet_takes_the_vqvae_channels():
+    model = build_model(network_config("small", in_channels=16))
+    z = torch.randn(2, 16, 25)
+    assert model(z, torch.tensor([3, 4])).shape == z.shape
+
+
+def test_size_flags_of_another_family_are_refused():
+    with pytest.raises(UserError, match="--residual_layers does not apply"):
+        network_config("small", residual_layers=4)

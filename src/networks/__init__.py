@@ -1,46 +1,71 @@
-"""Networks and the one factory that rebuilds any of them from a run's config.json."""
+"""Networks and the one factory that rebuilds any of them from the ``network`` section of config.json.
+
+``model_type`` names the family: a UNet preset (small | medium | big), ``wavenet`` (both diffusion
+denoisers), ``autoencoder`` (the baseline) or ``vqvae`` (the LDM's first stage). The other keys of
+the section are exactly the network's constructor arguments.
+"""
 from __future__ import annotations
 
 from torch import nn
 
 from src.errors import UserError
+from src.networks.autoencoder import SignalAutoEncoder
 from src.networks.unet import UNet1D
+from src.networks.vqvae import VQVAE1D
+from src.networks.wavenet import WaveNet1D
 
 UNET_PRESETS = {
     # ~0.3M parameters: the CPU demo size (DESIGN.md's compute budget).
-    "small": dict(channels=(16, 32, 64), attention_levels=(False, False, False), num_res_blocks=1),
-    "medium": dict(channels=(32, 64, 128), attention_levels=(False, False, True), num_res_blocks=1),
-    "big": dict(channels=(64, 128, 256, 256), attention_levels=(False, False, True, True), num_res_blocks=2),
+    "small": dict(channels=[16, 32, 64], attention_levels=[False, False, False], num_res_blocks=1),
+    "medium": dict(channels=[32, 64, 128], attention_levels=[False, False, True], num_res_blocks=1),
+    "big": dict(channels=[64, 128, 256, 256], attention_levels=[False, False, True, True], num_res_blocks=2),
 }
-MODEL_TYPES = tuple(UNET_PRESETS)
+DEFAULTS = {
+    "wavenet": dict(residual_layers=18, residual_channels=64, dilation_cycle_length=6),
+    "autoencoder": dict(channels=[32, 64], latent_channels=4, num_res_units=1),
+    "vqvae": dict(channels=[32, 64], num_res_layers=2, embedding_dim=16, num_embeddings=256,
+                  commitment_cost=0.25),
+}
+DENOISER_TYPES = (*UNET_PRESETS, "wavenet")
+MODEL_TYPES = (*DENOISER_TYPES, "autoencoder", "vqvae")
 
 
-def unet_config(model_type: str, channels=None, attention_levels=None, num_res_blocks=None) -> dict:
-    """The network part of config.json: a preset, optionally with its sizes overridden."""
-    if model_type not in UNET_PRESETS:
+def network_config(model_type: str, in_channels: int = 2, **overrides) -> dict:
+    """The ``network`` section of config.json: a family's defaults, with the given (non-None) overrides."""
+    if model_type not in MODEL_TYPES:
         raise UserError(f"unknown --model_type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
-    config = dict(UNET_PRESETS[model_type])
-    if channels is not None:
-        config["channels"] = tuple(channels)
-        if attention_levels is None:
-            config["attention_levels"] = (False,) * (len(channels) - 1) + (len(channels) > 2,)
-    if attention_levels is not None:
-        config["attention_levels"] = tuple(attention_levels)
-    if num_res_blocks is not None:
-        config["num_res_blocks"] = num_res_blocks
+    config = dict(UNET_PRESETS.get(model_type) or DEFAULTS[model_type])
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(given) - set(config) - {"attention_levels"})
+    if unknown:
+        raise UserError(f"--{unknown[0]} does not apply to --model_type={model_type}")
+    if model_type in UNET_PRESETS and "channels" in given and "attention_levels" not in given:
+        levels = len(given["channels"])  # attention at the lowest level only, as in the medium preset
+        given["attention_levels"] = [False] * (levels - 1) + [levels > 2]
+    config.update({key: list(value) if isinstance(value, tuple) else value for key, value in given.items()})
+    if model_type in UNET_PRESETS:
+        _check_unet(config)
+    return {"model_type": model_type, "in_channels": in_channels, **config}
+
+
+def _check_unet(config: dict) -> None:
     if len(config["attention_levels"]) != len(config["channels"]):
         raise UserError(f"--attention_levels needs one 0/1 per level of --channels {config['channels']}")
-    groups = min(8, min(config["channels"]))
-    if any(width % groups for width in config["channels"]):
-        raise UserError(f"--channels {config['channels']} must all be multiples of {groups}")
-    return {"model_type": model_type, **config, "norm_num_groups": groups,
-            "channels": list(config["channels"]), "attention_levels": list(config["attention_levels"])}
+    config["norm_num_groups"] = min(8, min(config["channels"]))
+    if any(width % config["norm_num_groups"] for width in config["channels"]):
+        raise UserError(f"--channels {config['channels']} must all be multiples of {config['norm_num_groups']}")
 
 
 def build_model(network: dict) -> nn.Module:
-    """Rebuild the denoiser described by the ``network`` section of config.json."""
+    """Rebuild the network described by the ``network`` section of config.json."""
     kwargs = {key: value for key, value in network.items() if key != "model_type"}
-    if network.get("model_type") not in UNET_PRESETS:
-        raise UserError(f"config names unknown model_type {network.get('model_type')!r}; "
-                        f"this version knows {', '.join(MODEL_TYPES)}")
-    return UNet1D(in_channels=2, out_channels=2, **kwargs)
+    model_type = network.get("model_type")
+    if model_type in UNET_PRESETS:
+        return UNet1D(out_channels=kwargs["in_channels"], **kwargs)
+    if model_type == "wavenet":
+        return WaveNet1D(out_channels=kwargs["in_channels"], **kwargs)
+    if model_type == "autoencoder":
+        return SignalAutoEncoder(**kwargs)
+    if model_type == "vqvae":
+        return VQVAE1D(**kwargs)
+    raise UserError(f"config names unknown model_type {model_type!r}; this version knows {', '.join(MODEL_TYPES)}")

@@ -1,4 +1,8 @@
-"""The reconstruction stage: rebuild a trained run and write per-(signal, t) errors for each set."""
+"""The reconstruction stage: rebuild a trained run and write per-(signal, t) errors for each set.
+
+Diffusion runs (DDPM, LDM) reconstruct from every start point t; the autoencoder baseline has a
+single "start point" t = 0, so its results files have the same layout and score the same way.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,12 +14,16 @@ from torch import nn
 from tqdm import tqdm
 
 from src.data.datasets import SignalDataset, display_name, make_loader
-from src.diffusion.reconstruction import reconstruct, reconstruction_errors, sample_noise
+from src.diffusion.latent import load_space
+from src.diffusion.reconstruction import (model_evaluations, reconstruct, reconstruction_errors, sample_noise,
+                                          start_points)
+from src.diffusion.schedulers import build_pndm_scheduler
 from src.errors import UserError
 from src.io import load_checkpoint
 from src.networks import build_model
 from src.ood.results import results_frame
 from src.run import Run
+from src.trainers.base import load_weights
 
 log = logging.getLogger("rfood")
 
@@ -23,27 +31,67 @@ log = logging.getLogger("rfood")
 def load_trained_model(run: Run, config: dict, device: torch.device) -> nn.Module:
     """The run's best checkpoint in its network, in eval mode on ``device``."""
     model = build_model(config["network"])
-    state = load_checkpoint(run.best_checkpoint)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{run.best_checkpoint} does not match the network in {run.config_path} "
-                        f"({str(err).splitlines()[0]}); retrain or fix the run folder") from err
+    load_weights(model, load_checkpoint(run.best_checkpoint), run.best_checkpoint)
     return model.to(device).eval()
 
 
-def reconstruct_set(model: nn.Module, scheduler, dataset: SignalDataset, set_type: str, starts: list[int],
-                    batch_size: int, seed: int, b_scale: float, device: torch.device,
+class DiffusionReconstructor:
+    """Noise each signal (or its latent) to every start point and denoise it back with PLMS."""
+
+    def __init__(self, model: nn.Module, config: dict, num_inference_steps: int, inference_skip_factor: int,
+                 seed: int, device: torch.device) -> None:
+        self.model, self.seed, self.device = model, seed, device
+        self.space = load_space(config, device)
+        self.b_scale = config["scheduler"]["b_scale"]
+        self.scheduler = build_pndm_scheduler(config["scheduler"], num_inference_steps)
+        self.starts = start_points(self.scheduler, inference_skip_factor)
+        self.settings = {"mode": "plms", "num_inference_steps": num_inference_steps,
+                         "inference_skip_factor": inference_skip_factor, "start_points": self.starts,
+                         "model_evaluations_per_signal": model_evaluations(self.scheduler, self.starts)}
+
+    @torch.inference_mode()
+    def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        z0 = self.space.encode(x0)
+        noise = sample_noise(indices, len(self.starts), tuple(z0.shape[1:]), self.seed)
+        latents = reconstruct(self.model, self.scheduler, z0, self.starts, noise, self.b_scale)
+        signals = torch.stack([self.space.decode(z, x0.shape[-1]) for z in latents])
+        return reconstruction_errors(x0, signals)
+
+
+class AutoencoderReconstructor:
+    """One pass through the autoencoder, recorded as start point t = 0."""
+
+    starts = [0]
+    settings = {"mode": "autoencoder", "start_points": [0], "model_evaluations_per_signal": 1}
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @torch.inference_mode()
+    def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reconstruction_errors(x0, self.model(x0)[None])
+
+
+def build_reconstructor(run: Run, config: dict, num_inference_steps: int, inference_skip_factor: int, seed: int,
+                        device: torch.device):
+    kind = config.get("kind")
+    model = load_trained_model(run, config, device)
+    if kind == "autoencoder":
+        return AutoencoderReconstructor(model)
+    if kind in ("ddpm", "ldm"):
+        return DiffusionReconstructor(model, config, num_inference_steps, inference_skip_factor, seed, device)
+    raise UserError(f"{run.config_path} describes an unknown kind of run {kind!r}")
+
+
+def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, device: torch.device,
                     num_workers: int = 0) -> pd.DataFrame:
     """Errors of every signal in ``dataset`` at every start point, one row per (signal, t)."""
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
     frames = []
     for batch in tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None):
-        x0 = batch["signal"].to(device)
-        noise = sample_noise(batch["index"], len(starts), tuple(x0.shape[1:]), seed)
-        errors = reconstruction_errors(x0, reconstruct(model, scheduler, x0, starts, noise, b_scale))
+        errors = reconstructor.errors(batch["signal"].to(device), batch["index"])
         ids = [dataset.ids[int(i)] for i in batch["index"]]
-        frames.append(results_frame(ids, set_type, dataset.name, starts,
+        frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
                                     {k: v.cpu().numpy() for k, v in errors.items()}))
     return pd.concat(frames, ignore_index=True)
 

@@ -1,0 +1,179 @@
+"""The training loop every stage shares: epochs, validation, best/last checkpoints, resume, TensorBoard.
+
+A stage subclasses :class:`Trainer` and supplies :meth:`Trainer.loss`. Each epoch draws its shuffling
+and noise from generators seeded by (seed, epoch), so a resumed run continues exactly where a run
+in one go would be.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from src.data.datasets import SignalDataset, make_loader
+from src.errors import UserError
+from src.io import load_checkpoint, save_checkpoint
+from src.networks import build_model
+from src.run import Run, check_agrees
+from src.trainers.runtime import pick_device
+
+log = logging.getLogger("rfood")
+QUICK_TEST_BATCHES = 2  # --quick_test: batches per epoch, for smoke tests
+VAL_SEED = 12345  # the same validation noise at every evaluation
+
+
+@dataclass
+class TrainSettings:
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    eval_freq: int
+    checkpoint_every: int
+    seed: int
+    num_workers: int
+    quick_test: bool
+
+
+def strip_prefixes(state_dict: dict) -> dict:
+    """Drop the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes before saving."""
+    def clean(key: str) -> str:
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        return key
+    return {clean(key): value for key, value in state_dict.items()}
+
+
+def prepare_run(run: Run, config: dict, checked_sections=("network", "scheduler")) -> dict:
+    """Write the config of a new run, or check a resumed run's flags against the saved one."""
+    if run.has_config():
+        saved = run.load_config()
+        if saved.get("kind") != config["kind"]:
+            raise UserError(f"{run.path} holds a {saved.get('kind')} run, not a {config['kind']} run; "
+                            "choose another --model_name")
+        for section in checked_sections:
+            if section in config:
+                check_agrees(saved.get(section, {}), config[section], run.config_path)
+        return saved
+    return run.save_config(config)
+
+
+def load_weights(model: nn.Module, state: dict, source) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{source} does not fit the network in its run's config "
+                        f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
+
+
+class Trainer:
+    """Owns one run's model and optimiser; subclasses define :meth:`loss`."""
+
+    def __init__(self, run: Run, config: dict, settings: TrainSettings, train_set: SignalDataset,
+                 val_set: SignalDataset) -> None:
+        self.run, self.config, self.settings = run, config, settings
+        self.device = pick_device()
+        self.model = build_model(config["network"]).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate)
+        self.train_loader = make_loader(train_set, settings.batch_size, shuffle=True,
+                                        num_workers=settings.num_workers, seed=settings.seed)
+        self.val_loader = make_loader(val_set, settings.batch_size, shuffle=False, num_workers=settings.num_workers)
+        self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training objective on a batch, and extra scalars to log."""
+        raise NotImplementedError
+
+    def _batches(self, loader, limit: int, desc: str):
+        bar = tqdm(loader, desc=desc, leave=False, disable=None)  # None: no bar when not on a terminal
+        for index, batch in enumerate(bar):
+            if self.settings.quick_test and index >= limit:
+                break
+            yield bar, batch["signal"].to(self.device)
+
+    def train_epoch(self, writer: SummaryWriter) -> float:
+        self.model.train()
+        epoch_seed = self.settings.seed * 100_003 + self.epoch
+        generator = torch.Generator().manual_seed(epoch_seed)
+        self.train_loader.generator.manual_seed(epoch_seed)
+        torch.manual_seed(epoch_seed)  # dropout, codebook restarts
+        total, count = 0.0, 0
+        for bar, x in self._batches(self.train_loader, QUICK_TEST_BATCHES,
+                                    f"epoch {self.epoch + 1}/{self.settings.n_epochs}"):
+            loss, extras = self.loss(x, generator)
+            self._check_finite(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            total, count = total + loss.item(), count + 1
+            for name, value in {"loss": loss.item(), **extras}.items():
+                writer.add_scalar(name, value, self.step)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        writer.add_scalar("learning_rate", self.optimizer.param_groups[0]["lr"], self.step)
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss (and extras) over the val set, with the same noise every time."""
+        self.model.eval()
+        generator = torch.Generator().manual_seed(VAL_SEED)
+        sums, count = {}, 0
+        for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "validation"):
+            loss, extras = self.loss(x, generator)
+            for name, value in {"loss": loss.item(), **extras}.items():
+                sums[name] = sums.get(name, 0.0) + value * len(x)
+            count += len(x)
+        return {name: value / max(count, 1) for name, value in sums.items()}
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise UserError(f"training loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step}; "
+                            f"the last good checkpoint is kept in {self.run.path}; lower --learning_rate")
+
+    def state(self) -> dict:
+        return {"model": strip_prefixes(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss,
+                "config": self.config}
+
+    def resume(self) -> None:
+        """Continue from checkpoint_last.pth when it exists, at the epoch after the last finished one."""
+        if not self.run.last_checkpoint.is_file():
+            return
+        state = load_checkpoint(self.run.last_checkpoint)
+        load_weights(self.model, state, self.run.last_checkpoint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step, self.best_val_loss = state["epoch"], state["step"], state["best_val_loss"]
+        log.info("resuming %s at epoch %d (best val loss %.5f)", self.run.path, self.epoch + 1, self.best_val_loss)
+
+    def fit(self) -> None:
+        self.resume()
+        if self.epoch >= self.settings.n_epochs:
+            log.info("already trained for %d epochs; raise --n_epochs to train more", self.epoch)
+            return
+        with SummaryWriter(self.run.path / "train") as train_writer, SummaryWriter(self.run.path / "val") as val_writer:
+            while self.epoch < self.settings.n_epochs:
+                train_loss = self.train_epoch(train_writer)
+                self.epoch += 1
+                message = f"epoch {self.epoch}/{self.settings.n_epochs} train loss {train_loss:.5f}"
+                if self.epoch % self.settings.eval_freq == 0 or self.epoch == self.settings.n_epochs:
+                    message += self._evaluate(val_writer)
+                save_checkpoint(self.state(), self.run.last_checkpoint)
+                if self.settings.checkpoint_every and self.epoch % self.settings.checkpoint_every == 0:
+                    save_checkpoint(self.state(), self.run.epoch_checkpoint(self.epoch))
+                log.info(message)
+
+    def _evaluate(self, writer: SummaryWriter) -> str:
+        scalars = self.validate()
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, self.step)
+        message = "".join(f" val {name.replace('_', ' ')} {value:.5f}" for name, value in scalars.items())
+        if scalars["loss"] < self.best_val_loss:
+            self.best_val_loss = scalars["loss"]
+            save_checkpoint(self.state(), self.run.best_checkpoint)
+            message += " (best)"
+        return message

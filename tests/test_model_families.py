@@ -1,0 +1,95 @@
+"""Every model family end to end at tiny size: train (quick) -> reconstruct -> one comparison table."""
+import json
+
+import h5py
+import pandas as pd
+import pytest
+import torch
+
+from conftest import assert_one_line_error, run_cli
+from src.diffusion.latent import LATENT_SCALE_BATCHES, load_vqvae
+
+TINY = {
+    "unet": ("train_ddpm.py", "--model_type=small", "--channels=8,16"),
+    "wavenet": ("train_ddpm.py", "--model_type=wavenet", "--residual_layers=3", "--residual_channels=8"),
+    "autoencoder": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8", "--latent_channels=2"),
+    "vqvae": ("train_vqvae.py", "--channels=8,8", "--embedding_dim=4", "--num_embeddings=16", "--eval_freq=1",
+              "--cache_data=0", "--spatial_dimension=1"),
+    "ldm": ("train_ddpm.py", "--model_type=small", "--channels=8,16", "--vqvae_checkpoint={runs}/vqvae/checkpoint.pth"),
+}
+SCORED = ["unet", "wavenet", "autoencoder", "ldm"]
+
+
+@pytest.fixture(scope="module")
+def runs(processed_module, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    files = processed_module
+    for name, (script, *flags) in TINY.items():
+        run_cli(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
+                f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
+                "--n_epochs=2", "--batch_size=8", "--quick_test=1")
+    for name in SCORED:
+        run_cli("reconstruct.py", f"--output_dir={runs}", f"--model_name={name}",
+                f"--validation_h5file={files['Tone_val']}", f"--in_ids={files['Tone_test']}",
+                f"--out_ids={files['Noise_test']}", "--inference_skip_factor=50", "--first_n=6", "--first_n_val=6",
+                "--batch_size=6")
+    return runs
+
+
+def test_comparison_table_has_a_column_per_run(runs):
+    result = run_cli("ood_detection.py", f"--output_dir={runs}", f"--model_name={','.join(SCORED)}")
+    header = next(line for line in result.stdout.splitlines() if line.startswith("dataset"))
+    assert header.split()[1:] == SCORED
+    table = pd.read_csv(runs / "ood_comparison_mse.csv", index_col="dataset")
+    assert list(table.columns) == SCORED and list(table.index) == ["Noise", "mean"]
+    assert table.loc["Noise"].between(0, 1).all()
+
+
+def test_autoencoder_results_have_the_single_start_point_zero(runs):
+    frame = pd.read_csv(runs / "autoencoder" / "ood" / "results_Noise.csv")
+    assert set(frame["t"]) == {0} and len(frame) == 6
+    settings = json.loads((runs / "autoencoder" / "ood" / "reconstruction.json").read_text())
+    assert settings["mode"] == "autoencoder"
+
+
+def test_diffusion_results_cover_every_start_point(runs):
+    for name in ("unet", "wavenet", "ldm"):
+        frame = pd.read_csv(runs / name / "ood" / "results_in.csv")
+        assert sorted(frame["t"].unique()) == [10, 510], name
+        assert frame.groupby("filename").size().eq(2).all()
+
+
+def test_vqvae_run_writes_its_config_and_codebook_curves(runs):
+    config = json.loads((runs / "vqvae" / "vqvae_config.json").read_text())
+    assert config["kind"] == "vqvae" and config["network"]["num_embeddings"] == 16
+    assert (runs / "vqvae" / "checkpoint.pth").is_file() and not (runs / "vqvae" / "config.json").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = EventAccumulator(str(runs / "vqvae" / "train")).Reload().Tags()["scalars"]
+    assert {"reconstruction_loss", "commitment_loss", "codebook_perplexity", "codebook_usage"} <= set(tags)
+
+
+def test_ldm_names_its_vqvae_and_restores_the_latent_scale(runs, processed_module):
+    config = json.loads((runs / "ldm" / "config.json").read_text())
+    assert config["kind"] == "ldm" and config["network"]["in_channels"] == 4
+    assert config["latent"]["vqvae_checkpoint"] == str((runs / "vqvae" / "checkpoint.pth").resolve())
+    vqvae, _ = load_vqvae(config["latent"]["vqvae_checkpoint"], torch.device("cpu"))
+    with h5py.File(processed_module["Tone_train"], "r") as handle:
+        signals = torch.from_numpy(handle["dataset"][: 8 * LATENT_SCALE_BATCHES])
+    with torch.no_grad():
+        latents = vqvae.encode_quantized(signals)
+    assert (latents * config["latent"]["scale_factor"]).std().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_reconstructing_a_vqvae_run_points_to_the_ldm(runs, processed_module):
+    result = run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=vqvae",
+                     f"--validation_h5file={processed_module['Tone_val']}", check=False)
+    assert_one_line_error(result, "VQ-VAE", "LDM")
+
+
+def test_vqvae_checkpoint_without_config_is_refused(runs, processed_module, tmp_path):
+    lonely = tmp_path / "checkpoint.pth"
+    lonely.write_bytes((runs / "vqvae" / "checkpoint.pth").read_bytes())
+    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=x", f"--vqvae_checkpoint={lonely}",
+                     f"--training_h5file={processed_module['Tone_train']}",
+                     f"--validation_h5file={processed_module['Tone_val']}", check=False)
+    assert_one_line_error(result, "vqvae_config.json")
