@@ -60,12 +60,14 @@ def build_model(network: dict) -> nn.Module:
     """Rebuild the network described by the ``network`` section of config.json."""
     kwargs = {key: value for key, value in network.items() if key != "model_type"}
     model_type = network.get("model_type")
-    if model_type in UNET_PRESETS:
-        return UNet1D(out_channels=kwargs["in_channels"], **kwargs)
-    if model_type == "wavenet":
-        return WaveNet1D(out_channels=kwargs["in_channels"], **kwargs)
-    if model_type == "autoencoder":
-        return SignalAutoEncoder(**kwargs)
-    if model_type == "vqvae":
-        return VQVAE1D(**kwargs)
-    raise UserError(f"config names unknown model_type {model_type!r}; this version knows {', '.join(MODEL_TYPES)}")
+    builders = {**dict.fromkeys(UNET_PRESETS, UNet1D), "wavenet": WaveNet1D, "autoencoder": SignalAutoEncoder,
+                "vqvae": VQVAE1D}
+    if model_type not in builders:
+        raise UserError(f"config names unknown model_type {model_type!r}; this version knows {', '.join(MODEL_TYPES)}")
+    if model_type in DENOISER_TYPES:
+        kwargs["out_channels"] = kwargs.get("in_channels")
+    try:
+        return builders[model_type](**kwargs)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"the network section of the run's config does not fit {model_type} ({err}); "
+                        "was it written by another version? retrain or fix config.json") from err

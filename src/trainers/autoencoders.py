@@ -12,9 +12,9 @@ from src.trainers.runtime import autocast
 class AutoencoderTrainer(Trainer):
     """Plain reconstruction MSE."""
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         with autocast(self.device):
-            reconstruction = self.model(x)
+            reconstruction = model(x)
         return F.mse_loss(reconstruction.float(), x), {}
 
 
@@ -22,9 +22,9 @@ class VQVAETrainer(Trainer):
     """Reconstruction MSE plus the commitment loss; logs codebook perplexity and usage
     (van den Oord et al. 2017; the codebook itself follows an EMA of its assigned latents)."""
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         with autocast(self.device):
-            reconstruction, commitment, codes = self.model(x)
+            reconstruction, commitment, codes = model(x)
         reconstruction_loss = F.mse_loss(reconstruction.float(), x)
         perplexity, usage = codebook_usage(codes, self.config["network"]["num_embeddings"])
         extras = {"reconstruction_loss": reconstruction_loss.item(), "commitment_loss": commitment.item(),

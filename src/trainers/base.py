@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -20,7 +22,7 @@ from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
 from src.networks import build_model
 from src.run import Run, check_agrees
-from src.trainers.runtime import pick_device
+from src.trainers.distributed import Dist, all_reduce_sum, shard
 
 log = logging.getLogger("rfood")
 QUICK_TEST_BATCHES = 2  # --quick_test: batches per epoch, for smoke tests
@@ -70,26 +72,48 @@ def load_weights(model: nn.Module, state: dict, source) -> None:
                         f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
 
 
+class NullWriter:
+    """Stands in for SummaryWriter on processes other than the main one."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+
 class Trainer:
-    """Owns one run's model and optimiser; subclasses define :meth:`loss`."""
+    """Owns one run's model and optimiser; subclasses define :meth:`loss`.
+
+    Under torchrun the model is wrapped in DistributedDataParallel, each process trains on its own
+    shard (DistributedSampler, re-shuffled every epoch) and validates on its own disjoint slice of the
+    val set; losses are summed over processes before logging and choosing the best checkpoint, and
+    only the main process writes checkpoints and TensorBoard events.
+    """
 
     def __init__(self, run: Run, config: dict, settings: TrainSettings, train_set: SignalDataset,
-                 val_set: SignalDataset) -> None:
-        self.run, self.config, self.settings = run, config, settings
-        self.device = pick_device()
+                 val_set: SignalDataset, dist: Dist = Dist()) -> None:
+        self.run, self.config, self.settings, self.dist = run, config, settings, dist
+        self.device = dist.device
         self.model = build_model(config["network"]).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate)
-        self.train_loader = make_loader(train_set, settings.batch_size, shuffle=True,
+        self.net = self.model  # what training calls: the DDP wrapper under torchrun
+        if dist.enabled:
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                               else None)
+        self.sampler = None
+        if dist.enabled:
+            self.sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=settings.seed)
+            val_set = Subset(val_set, shard(dist, len(val_set)))
+        self.train_loader = make_loader(train_set, settings.batch_size, shuffle=True, sampler=self.sampler,
                                         num_workers=settings.num_workers, seed=settings.seed)
         self.val_loader = make_loader(val_set, settings.batch_size, shuffle=False, num_workers=settings.num_workers)
         self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training objective on a batch, and extra scalars to log."""
+    def loss(self, model: nn.Module, x: torch.Tensor,
+             generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training objective of ``model`` on a batch, and extra scalars to log."""
         raise NotImplementedError
 
     def _batches(self, loader, limit: int, desc: str):
-        bar = tqdm(loader, desc=desc, leave=False, disable=None)  # None: no bar when not on a terminal
+        bar = tqdm(loader, desc=desc, leave=False, disable=None if self.dist.is_main else True)
         for index, batch in enumerate(bar):
             if self.settings.quick_test and index >= limit:
                 break
@@ -98,13 +122,15 @@ class Trainer:
     def train_epoch(self, writer: SummaryWriter) -> float:
         self.model.train()
         epoch_seed = self.settings.seed * 100_003 + self.epoch
-        generator = torch.Generator().manual_seed(epoch_seed)
+        generator = torch.Generator().manual_seed(epoch_seed * 1_009 + self.dist.rank)
         self.train_loader.generator.manual_seed(epoch_seed)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
         torch.manual_seed(epoch_seed)  # dropout, codebook restarts
         total, count = 0.0, 0
         for bar, x in self._batches(self.train_loader, QUICK_TEST_BATCHES,
                                     f"epoch {self.epoch + 1}/{self.settings.n_epochs}"):
-            loss, extras = self.loss(x, generator)
+            loss, extras = self.loss(self.net, x, generator)
             self._check_finite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -115,23 +141,28 @@ class Trainer:
                 writer.add_scalar(name, value, self.step)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         writer.add_scalar("learning_rate", self.optimizer.param_groups[0]["lr"], self.step)
+        total, count = all_reduce_sum(self.dist, total, count)
         return total / max(count, 1)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean loss (and extras) over the val set, with the same noise every time."""
         self.model.eval()
-        generator = torch.Generator().manual_seed(VAL_SEED)
+        generator = torch.Generator().manual_seed(VAL_SEED + self.dist.rank)
         sums, count = {}, 0
         for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "validation"):
-            loss, extras = self.loss(x, generator)
+            loss, extras = self.loss(self.model, x, generator)
             for name, value in {"loss": loss.item(), **extras}.items():
                 sums[name] = sums.get(name, 0.0) + value * len(x)
             count += len(x)
-        return {name: value / max(count, 1) for name, value in sums.items()}
+        names = sorted(sums)
+        *totals, count = all_reduce_sum(self.dist, *(sums[name] for name in names), count)
+        return {name: value / max(count, 1) for name, value in zip(names, totals)}
 
     def _check_finite(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
+        """Stop every process together when any one sees a non-finite loss."""
+        (bad,) = all_reduce_sum(self.dist, 0.0 if torch.isfinite(loss) else 1.0)
+        if bad:
             raise UserError(f"training loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step}; "
                             f"the last good checkpoint is kept in {self.run.path}; lower --learning_rate")
 
@@ -155,25 +186,39 @@ class Trainer:
         if self.epoch >= self.settings.n_epochs:
             log.info("already trained for %d epochs; raise --n_epochs to train more", self.epoch)
             return
-        with SummaryWriter(self.run.path / "train") as train_writer, SummaryWriter(self.run.path / "val") as val_writer:
+        train_writer, val_writer = self._writers()
+        try:
             while self.epoch < self.settings.n_epochs:
                 train_loss = self.train_epoch(train_writer)
                 self.epoch += 1
                 message = f"epoch {self.epoch}/{self.settings.n_epochs} train loss {train_loss:.5f}"
                 if self.epoch % self.settings.eval_freq == 0 or self.epoch == self.settings.n_epochs:
                     message += self._evaluate(val_writer)
-                save_checkpoint(self.state(), self.run.last_checkpoint)
+                self._save(self.run.last_checkpoint)
                 if self.settings.checkpoint_every and self.epoch % self.settings.checkpoint_every == 0:
-                    save_checkpoint(self.state(), self.run.epoch_checkpoint(self.epoch))
+                    self._save(self.run.epoch_checkpoint(self.epoch))
                 log.info(message)
+        finally:
+            for writer in (train_writer, val_writer):
+                if isinstance(writer, SummaryWriter):
+                    writer.close()
+
+    def _writers(self):
+        if not self.dist.is_main:
+            return NullWriter(), NullWriter()
+        return SummaryWriter(self.run.path / "train"), SummaryWriter(self.run.path / "val")
+
+    def _save(self, path) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.state(), path)
 
     def _evaluate(self, writer: SummaryWriter) -> str:
-        scalars = self.validate()
+        scalars = self.validate()  # identical on every process: summed over all of them
         for name, value in scalars.items():
             writer.add_scalar(name, value, self.step)
         message = "".join(f" val {name.replace('_', ' ')} {value:.5f}" for name, value in scalars.items())
         if scalars["loss"] < self.best_val_loss:
             self.best_val_loss = scalars["loss"]
-            save_checkpoint(self.state(), self.run.best_checkpoint)
+            self._save(self.run.best_checkpoint)
             message += " (best)"
         return message

@@ -22,14 +22,14 @@ class DiffusionTrainer(Trainer):
         self.scheduler = build_ddpm_scheduler(self.config["scheduler"])
         self.b_scale = self.config["scheduler"]["b_scale"]
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         x0 = self.space.encode(x) * self.b_scale
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (x0.shape[0],), generator=generator)
         timesteps = timesteps.to(self.device)
         noisy = self.scheduler.add_noise(x0, noise, timesteps)
         with autocast(self.device):
-            prediction = self.model(noisy, timesteps)
+            prediction = model(noisy, timesteps)
         return F.mse_loss(prediction.float(), training_target(self.scheduler, x0, noise, timesteps)), {}
 
 

@@ -1,0 +1,81 @@
+"""torchrun support: one small helper around torch.distributed (single process is the default path).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything here is a no-op on one process.
+The process group uses nccl on CUDA and gloo on CPU unless ``--dist_backend`` says otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from src.errors import UserError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(backend: str | None = None) -> Dist:
+    """Join the torchrun process group when launched by torchrun; pick this process's device."""
+    cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ:
+        return Dist(device=torch.device("cuda" if cuda else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cpu")
+    if cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+        except (RuntimeError, ValueError) as err:
+            raise UserError(f"cannot start the torchrun process group ({err}); check --dist_backend") from err
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def close_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(d: Dist, *values: float) -> list[float]:
+    """Sum plain numbers over all processes (every process gets the totals)."""
+    if not d.enabled:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gather_to_main(d: Dist, obj):
+    """Every process's ``obj`` as a list on the main process (None elsewhere)."""
+    if not d.enabled:
+        return [obj]
+    gathered = [None] * d.world_size if d.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def shard(d: Dist, length: int) -> list[int]:
+    """This process's indices of ``range(length)``: disjoint across processes, none repeated or padded."""
+    return list(range(d.rank, length, d.world_size))
