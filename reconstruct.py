@@ -15,8 +15,8 @@ import logging
 
 import pandas as pd
 
-from src.cli import Parser, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag, positive_int, \
-    run_main, setup_logging
+from src.cli import (Parser, add_dist_args, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag,
+                     positive_int, run_main, setup_logging)
 from src.data.datasets import SignalDataset
 from src.diffusion.schedulers import SCHEDULE_KEYS
 from src.errors import UserError
@@ -25,7 +25,7 @@ from src.networks import MODEL_TYPES
 from src.ood.reconstruct import build_reconstructor, check_set_files, reconstruct_set
 from src.ood.results import results_path, write_results
 from src.run import Run, check_agrees
-from src.trainers.runtime import pick_device
+from src.trainers.distributed import distributed, on_main
 
 log = logging.getLogger("rfood")
 
@@ -47,6 +47,7 @@ def create_argparser() -> Parser:
     parser.add_argument("--first_n", type=positive_int, default=None, help="only the first N signals of in/out files")
     parser.add_argument("--first_n_val", type=positive_int, default=None, help="only the first N validation signals")
     add_loader_args(parser, batch_size=32)
+    add_dist_args(parser)
     add_scheduler_args(parser, training=False)
     return parser
 
@@ -71,32 +72,36 @@ def planned_sets(args) -> list[tuple[str, list[str], int | None]]:
 
 def main() -> None:
     args = create_argparser().parse_args()
+    with distributed(args.dist_backend) as dist:
+        reconstruct_sets(args, dist)
+
+
+def reconstruct_sets(args, dist) -> None:
     run = Run(args.output_dir, args.model_name)
     config = run.load_config()
     check_agrees(config["network"], {"model_type": args.model_type}, run.config_path)
     check_agrees(config.get("scheduler", {}), {key: getattr(args, key) for key in SCHEDULE_KEYS}, run.config_path)
     check_set_files(args.validation_h5file if args.run_val else None, args.in_ids if args.run_in else [],
                     args.out_ids if args.run_out else [])
-    sets = planned_sets(args)
     datasets = [(set_type, [SignalDataset(path, first_n, args.cache_data) for path in paths])
-                for set_type, paths, first_n in sets]  # opened up front: a bad path fails before any work
+                for set_type, paths, first_n in planned_sets(args)]  # opened up front: a bad path fails early
 
-    ood_dir = make_dir(run.ood_dir)
-    setup_logging(run.log_file)
-    device = pick_device()
+    ood_dir = on_main(dist, make_dir, run.ood_dir)
+    setup_logging(run.log_file, main_process=dist.is_main)
     reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
-                                        args.seed, device)
+                                        args.seed, dist.device)
     settings = {**reconstructor.settings, "seed": args.seed}
-    log.info("%s: %d start points, %d model evaluations per signal, on %s", settings["mode"],
-             len(reconstructor.starts), settings["model_evaluations_per_signal"], device)
-    save_json(settings, ood_dir / "reconstruction.json")
+    log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
+             len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)
+    on_main(dist, save_json, settings, ood_dir / "reconstruction.json")
     for set_type, files in datasets:
-        frame = pd.concat([reconstruct_set(reconstructor, dataset, set_type, args.batch_size, device,
-                                           args.num_workers) for dataset in files], ignore_index=True)
-        path = results_path(ood_dir, set_type, files[0].name)
-        write_results(frame, path)
-        log.info("wrote %s (%d signals x %d start points)", path, frame["filename"].nunique(),
-                 len(reconstructor.starts))
+        frames = [reconstruct_set(reconstructor, dataset, set_type, args.batch_size, dist, args.num_workers)
+                  for dataset in files]
+        if dist.is_main:
+            path = results_path(ood_dir, set_type, files[0].name)
+            write_results(pd.concat(frames, ignore_index=True), path)
+            log.info("wrote %s (%d signals x %d start points)", path, sum(len(f) for f in files),
+                     len(reconstructor.starts))
 
 if __name__ == "__main__":
     run_main(main)

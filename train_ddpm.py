@@ -17,7 +17,7 @@ from src.diffusion.schedulers import scheduler_config
 from src.errors import UserError
 from src.networks import DENOISER_TYPES, network_config
 from src.trainers.ddpm import DiffusionTrainer, ddpm_config
-from src.trainers.runtime import pick_device
+from src.trainers.distributed import distributed
 from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
 
 
@@ -47,11 +47,16 @@ def create_argparser() -> Parser:
 
 def main() -> None:
     args = create_argparser().parse_args()
+    with distributed(args.dist_backend) as dist:
+        train(args, dist)
+
+
+def train(args, dist) -> None:
     train_set, val_set = load_training_sets(args)
     latent, in_channels = None, 2
     if args.vqvae_checkpoint:
-        vqvae, vqvae_config = load_vqvae(args.vqvae_checkpoint, pick_device())
-        scale = latent_scale(vqvae, make_loader(train_set, args.batch_size, shuffle=False), pick_device())
+        vqvae, vqvae_config = load_vqvae(args.vqvae_checkpoint, dist.device)
+        scale = latent_scale(vqvae, make_loader(train_set, args.batch_size, shuffle=False), dist.device)
         latent, in_channels = latent_config(args.vqvae_checkpoint, scale), vqvae_config["network"]["embedding_dim"]
     sizes = {key: getattr(args, key) for key in ("channels", "attention_levels", "num_res_blocks", "residual_layers",
                                                    "residual_channels", "dilation_cycle_length")}
@@ -59,12 +64,12 @@ def main() -> None:
     scheduler = scheduler_config(args.beta_schedule, args.beta_start, args.beta_end, args.prediction_type,
                                  args.b_scale, args.snr_shift)
     run, config = start_run(args, ddpm_config(network, scheduler, train_set.signal_length, args.training_h5file,
-                                              args.validation_h5file, latent))
+                                              args.validation_h5file, latent), dist)
     if latent and config["latent"]["vqvae_checkpoint"] != latent["vqvae_checkpoint"]:
         raise UserError(f"{run.config_path} was trained on {config['latent']['vqvae_checkpoint']}, not "
                         f"{latent['vqvae_checkpoint']}; use another --model_name")
-    space = load_space(config, pick_device())  # a resumed LDM keeps the scale it started with
-    DiffusionTrainer(run, config, settings_from(args), train_set, val_set, space=space).fit()
+    space = load_space(config, dist.device)  # a resumed LDM keeps the scale it started with
+    DiffusionTrainer(run, config, settings_from(args), train_set, val_set, dist, space=space).fit()
 
 
 if __name__ == "__main__":

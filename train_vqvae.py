@@ -13,6 +13,7 @@ from src.cli import Parser, comma_list, positive_int, run_main
 from src.networks import network_config
 from src.trainers.autoencoders import VQVAETrainer
 from src.trainers.ddpm import data_section
+from src.trainers.distributed import distributed
 from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
 
 
@@ -30,14 +31,19 @@ def create_argparser() -> Parser:
 
 def main() -> None:
     args = create_argparser().parse_args()
+    with distributed(args.dist_backend) as dist:
+        train(args, dist)
+
+
+def train(args, dist) -> None:
     train_set, val_set = load_training_sets(args)
     network = network_config("vqvae", channels=args.channels, num_res_layers=args.num_res_layers,
                              embedding_dim=args.embedding_dim, num_embeddings=args.num_embeddings,
                              commitment_cost=args.commitment_cost)
     config = {"kind": "vqvae", "network": network,
               "data": data_section(train_set.signal_length, args.training_h5file, args.validation_h5file)}
-    run, config = start_run(args, config, config_name="vqvae_config.json")
-    VQVAETrainer(run, config, settings_from(args), train_set, val_set).fit()
+    run, config = start_run(args, config, dist, config_name="vqvae_config.json")
+    VQVAETrainer(run, config, settings_from(args), train_set, val_set, dist).fit()
 
 
 if __name__ == "__main__":

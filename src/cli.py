@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -65,6 +66,11 @@ def add_loader_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
                         help="1: read each h5 file into RAM once; 0: read windows lazily (default: 1)")
 
 
+def add_dist_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dist_backend", choices=["nccl", "gloo"], default=None,
+                        help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on CPU)")
+
+
 def add_scheduler_args(parser: argparse.ArgumentParser, training: bool) -> None:
     """Noise-schedule flags. Training sets them; later stages default to None = "from config.json"."""
     def option(name, help_text, value, **kwargs):
@@ -102,7 +108,8 @@ def run_main(main: Callable[[], None]) -> None:
     try:
         main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process fails alike; one line is enough
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

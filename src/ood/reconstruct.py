@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from src.data.datasets import SignalDataset, display_name, make_loader
@@ -21,9 +22,10 @@ from src.diffusion.schedulers import build_pndm_scheduler
 from src.errors import UserError
 from src.io import load_checkpoint
 from src.networks import build_model
-from src.ood.results import results_frame
+from src.ood.results import in_sample_order, results_frame
 from src.run import Run
 from src.trainers.base import load_weights
+from src.trainers.distributed import Dist, gather_to_main, shard
 
 log = logging.getLogger("rfood")
 
@@ -83,17 +85,26 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
     raise UserError(f"{run.config_path} describes an unknown kind of run {kind!r}")
 
 
-def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, device: torch.device,
-                    num_workers: int = 0) -> pd.DataFrame:
-    """Errors of every signal in ``dataset`` at every start point, one row per (signal, t)."""
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
+def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, dist: Dist = Dist(),
+                    num_workers: int = 0) -> pd.DataFrame | None:
+    """Errors of every signal in ``dataset`` at every start point, one row per (signal, t).
+
+    Under torchrun each process reconstructs its own disjoint slice of the signals (no padding, so
+    each signal exactly once) and the main process gets all rows, in sample order; others get None.
+    """
+    mine = Subset(dataset, shard(dist, len(dataset))) if dist.enabled else dataset
+    loader = make_loader(mine, batch_size, shuffle=False, num_workers=num_workers)
     frames = []
-    for batch in tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None):
-        errors = reconstructor.errors(batch["signal"].to(device), batch["index"])
+    bar = tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None if dist.is_main else True)
+    for batch in bar:
+        errors = reconstructor.errors(batch["signal"].to(dist.device), batch["index"])
         ids = [dataset.ids[int(i)] for i in batch["index"]]
         frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
                                     {k: v.cpu().numpy() for k, v in errors.items()}))
-    return pd.concat(frames, ignore_index=True)
+    parts = gather_to_main(dist, pd.concat(frames, ignore_index=True) if frames else None)
+    if not dist.is_main:
+        return None
+    return in_sample_order(pd.concat([part for part in parts if part is not None], ignore_index=True))
 
 
 def check_set_files(validation: str | None, in_files: list[str], out_files: list[str]) -> None:

@@ -34,6 +34,12 @@ def results_frame(ids: list[str], set_type: str, name: str, starts: list[int],
     return frame
 
 
+def in_sample_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by sample index (the number after the id's last colon), t order kept within a sample."""
+    index = frame["filename"].str.rsplit(":", n=1).str[-1].astype(int).to_numpy()
+    return frame.iloc[np.argsort(index, kind="stable")].reset_index(drop=True)
+
+
 def write_results(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.9g")

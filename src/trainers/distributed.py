@@ -5,6 +5,7 @@ The process group uses nccl on CUDA and gloo on CPU unless ``--dist_backend`` sa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -79,3 +80,34 @@ def gather_to_main(d: Dist, obj):
 def shard(d: Dist, length: int) -> list[int]:
     """This process's indices of ``range(length)``: disjoint across processes, none repeated or padded."""
     return list(range(d.rank, length, d.world_size))
+
+
+@contextlib.contextmanager
+def distributed(backend: str | None = None):
+    """``with distributed(args.dist_backend) as d:`` joins torchrun's group (if any) and leaves it after."""
+    d = init_distributed(backend)
+    try:
+        yield d
+    finally:
+        close_distributed()
+
+
+def on_main(d: Dist, function, *args):
+    """Run ``function`` on the main process only and hand its result to every process.
+
+    A :class:`UserError` raised there is raised on every process, so all stop together instead of
+    the others waiting forever at the next collective.
+    """
+    result, error = None, None
+    if d.is_main:
+        try:
+            result = function(*args)
+        except UserError as err:
+            error = str(err)
+    if d.enabled:
+        message = [result, error]
+        dist.broadcast_object_list(message, src=0)
+        result, error = message
+    if error is not None:
+        raise UserError(error)
+    return result

@@ -1,12 +1,13 @@
 """What the three training scripts share: their common flags, data, run folder and settings."""
 from __future__ import annotations
 
-from src.cli import Parser, add_loader_args, add_run_args, flag, positive_int, setup_logging
+from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
 from src.data.datasets import SignalDataset
 from src.errors import UserError
 from src.io import make_dir
 from src.run import Run
 from src.trainers.base import QUICK_TEST_BATCHES, TrainSettings, prepare_run
+from src.trainers.distributed import Dist, on_main
 from src.trainers.runtime import seed_everything
 
 
@@ -26,6 +27,7 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
                         help=f"1: a smoke test, {QUICK_TEST_BATCHES} batches per epoch (default: 0)")
     parser.add_argument("--spatial_dimension", type=int, default=1, help="signals are 1D; only 1 is accepted")
     add_loader_args(parser, batch_size=batch_size)
+    add_dist_args(parser)
 
 
 def load_training_sets(args) -> tuple[SignalDataset, SignalDataset]:
@@ -39,12 +41,16 @@ def load_training_sets(args) -> tuple[SignalDataset, SignalDataset]:
     return train_set, val_set
 
 
-def start_run(args, config: dict, config_name: str = "config.json") -> tuple[Run, dict]:
-    """Create (or reopen) the run folder, start logging there, and seed everything."""
+def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") -> tuple[Run, dict]:
+    """Create (or reopen) the run folder on the main process, start logging there, and seed everything."""
     run = Run(args.output_dir, args.model_name, config_name)
-    make_dir(run.path)
-    setup_logging(run.log_file)
-    config = prepare_run(run, config)
+
+    def create() -> dict:
+        make_dir(run.path)
+        return prepare_run(run, config)
+
+    config = on_main(dist, create)
+    setup_logging(run.log_file, main_process=dist.is_main)
     seed_everything(args.seed)
     return run, config
 
