@@ -50,7 +50,7 @@ def format_table(table: pd.DataFrame) -> str:
 def main() -> None:
     args = create_argparser().parse_args()
     setup_logging()
-    columns = {}
+    columns, methods = {}, []
     for model_name in args.model_name:
         run = Run(args.output_dir, model_name)
         aurocs, ts = ood_aurocs(run.ood_dir, args.metric, args.min_t, args.max_t, args.t_skip)
@@ -62,8 +62,8 @@ def main() -> None:
         save_json(summary, run.ood_dir / f"auroc_{args.metric}.json")
         with atomic_path(run.ood_dir / f"auroc_{args.metric}.csv") as tmp:
             aurocs.rename(model_name).to_frame().to_csv(tmp, index_label="dataset", float_format="%.4f")
-        log.info("%s: %s reconstruction, %d start points (t = %d..%d), metric %s, score zmean", model_name,
-                 settings.get("mode", "?"), len(ts), ts[0], ts[-1], args.metric)
+        methods.append(f"{model_name}: {settings.get('mode', '?')}, {len(ts)} start points (t = {ts[0]}..{ts[-1]}), "
+                       f"{settings.get('model_evaluations_per_signal', '?')} network calls per signal")
     table = pd.DataFrame(columns)
     table = pd.concat([table.drop(index="mean"), table.loc[["mean"]]])
     if len(columns) > 1:
@@ -72,6 +72,7 @@ def main() -> None:
             table.to_csv(tmp, index_label="dataset", float_format="%.4f")
         log.info("wrote %s", comparison)
     print(f"AUROC (in = 0, out = 1; score = mean z over t; metric = {args.metric})")
+    print("\n".join(f"  {method}" for method in methods))
     print(format_table(table))
 
 

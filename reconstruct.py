@@ -18,6 +18,7 @@ import pandas as pd
 from src.cli import (Parser, add_dist_args, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag,
                      positive_int, run_main, setup_logging)
 from src.data.datasets import SignalDataset
+from src.diffusion.engine import MODES
 from src.diffusion.schedulers import SCHEDULE_KEYS
 from src.errors import UserError
 from src.io import make_dir, save_json
@@ -41,6 +42,13 @@ def create_argparser() -> Parser:
     parser.add_argument("--num_inference_steps", type=positive_int, default=100, help="PLMS steps (default: %(default)s)")
     parser.add_argument("--inference_skip_factor", type=positive_int, default=1,
                         help="keep every k-th start point: 1 -> 99 start points, 4 -> 25 (default: %(default)s)")
+    parser.add_argument("--reconstruction_mode", choices=MODES, default="plms",
+                        help="plms: the paper's sampler; ddim: DDIM steps; onestep: one network call per start "
+                             "point (default: %(default)s)")
+    parser.add_argument("--max_chains", type=positive_int, default=2048,
+                        help="most signals (start points x batch) in one network call; lower it if memory runs out "
+                             "(default: %(default)s)")
+    parser.add_argument("--compile", type=flag, default=False, help="1: torch.compile the network (default: 0)")
     parser.add_argument("--run_val", type=flag, default=True, help="reconstruct the validation file (default: 1)")
     parser.add_argument("--run_in", type=flag, default=True, help="reconstruct the in files (default: 1)")
     parser.add_argument("--run_out", type=flag, default=True, help="reconstruct the out files (default: 1)")
@@ -89,7 +97,8 @@ def reconstruct_sets(args, dist) -> None:
     ood_dir = on_main(dist, make_dir, run.ood_dir)
     setup_logging(run.log_file, main_process=dist.is_main)
     reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
-                                        args.seed, dist.device)
+                                        args.seed, dist.device, args.reconstruction_mode, args.max_chains,
+                                        args.compile)
     settings = {**reconstructor.settings, "seed": args.seed}
     log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
              len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)

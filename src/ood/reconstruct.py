@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from src.data.datasets import SignalDataset, display_name, make_loader
 from src.diffusion.latent import load_space
-from src.diffusion.reconstruction import (model_evaluations, reconstruct, reconstruction_errors, sample_noise,
-                                          start_points)
+from src.diffusion.engine import ScheduleTables, reconstruct_batched
+from src.diffusion.reconstruction import model_evaluations, reconstruction_errors, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler
 from src.errors import UserError
 from src.io import load_checkpoint
@@ -38,24 +38,27 @@ def load_trained_model(run: Run, config: dict, device: torch.device) -> nn.Modul
 
 
 class DiffusionReconstructor:
-    """Noise each signal (or its latent) to every start point and denoise it back with PLMS."""
+    """Noise each signal (or its latent) to every start point and denoise it back (batched engine)."""
 
     def __init__(self, model: nn.Module, config: dict, num_inference_steps: int, inference_skip_factor: int,
-                 seed: int, device: torch.device) -> None:
-        self.model, self.seed, self.device = model, seed, device
+                 seed: int, device: torch.device, mode: str = "plms", max_chains: int = 2048) -> None:
+        self.model, self.seed, self.mode, self.max_chains = model, seed, mode, max_chains
         self.space = load_space(config, device)
         self.b_scale = config["scheduler"]["b_scale"]
         self.scheduler = build_pndm_scheduler(config["scheduler"], num_inference_steps)
+        self.tables = ScheduleTables(self.scheduler, device)
         self.starts = start_points(self.scheduler, inference_skip_factor)
-        self.settings = {"mode": "plms", "num_inference_steps": num_inference_steps,
+        evaluations = len(self.starts) if mode == "onestep" else model_evaluations(self.scheduler, self.starts)
+        self.settings = {"mode": mode, "num_inference_steps": num_inference_steps,
                          "inference_skip_factor": inference_skip_factor, "start_points": self.starts,
-                         "model_evaluations_per_signal": model_evaluations(self.scheduler, self.starts)}
+                         "model_evaluations_per_signal": evaluations}
 
     @torch.inference_mode()
     def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         z0 = self.space.encode(x0)
         noise = sample_noise(indices, len(self.starts), tuple(z0.shape[1:]), self.seed)
-        latents = reconstruct(self.model, self.scheduler, z0, self.starts, noise, self.b_scale)
+        latents = reconstruct_batched(self.model, self.scheduler, z0, self.starts, noise, self.b_scale, self.mode,
+                                      self.max_chains, self.tables)
         signals = torch.stack([self.space.decode(z, x0.shape[-1]) for z in latents])
         return reconstruction_errors(x0, signals)
 
@@ -75,13 +78,16 @@ class AutoencoderReconstructor:
 
 
 def build_reconstructor(run: Run, config: dict, num_inference_steps: int, inference_skip_factor: int, seed: int,
-                        device: torch.device):
+                        device: torch.device, mode: str = "plms", max_chains: int = 2048, compile: bool = False):
     kind = config.get("kind")
     model = load_trained_model(run, config, device)
+    if compile:
+        model = torch.compile(model, dynamic=True)
     if kind == "autoencoder":
         return AutoencoderReconstructor(model)
     if kind in ("ddpm", "ldm"):
-        return DiffusionReconstructor(model, config, num_inference_steps, inference_skip_factor, seed, device)
+        return DiffusionReconstructor(model, config, num_inference_steps, inference_skip_factor, seed, device,
+                                      mode, max_chains)
     raise UserError(f"{run.config_path} describes an unknown kind of run {kind!r}")
 
 
