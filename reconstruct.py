@@ -11,7 +11,10 @@ Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results
 one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
 from the run's config.json; a flag that contradicts it is an error.
 """
+import json
 import logging
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,14 +24,15 @@ from src.data.datasets import SignalDataset
 from src.diffusion.engine import MODES
 from src.diffusion.schedulers import SCHEDULE_KEYS
 from src.errors import UserError
-from src.io import make_dir, save_json
+from src.io import load_json, make_dir, save_json
 from src.networks import MODEL_TYPES
 from src.ood.reconstruct import build_reconstructor, check_set_files, reconstruct_set
 from src.ood.results import results_path, write_results
 from src.run import Run, check_agrees
-from src.trainers.distributed import distributed, on_main
+from src.trainers.distributed import barrier, distributed, on_main
 
 log = logging.getLogger("rfood")
+PARTIAL_DIR = ".partial"  # per-batch results of sets not yet finished
 
 
 def create_argparser() -> Parser:
@@ -49,6 +53,9 @@ def create_argparser() -> Parser:
                         help="most signals (start points x batch) in one network call; lower it if memory runs out "
                              "(default: %(default)s)")
     parser.add_argument("--compile", type=flag, default=False, help="1: torch.compile the network (default: 0)")
+    parser.add_argument("--overwrite", type=flag, default=False,
+                        help="1: discard earlier results in the ood folder; 0: keep finished sets and batches and "
+                             "continue where an interrupted run stopped (default: 0)")
     parser.add_argument("--run_val", type=flag, default=True, help="reconstruct the validation file (default: 1)")
     parser.add_argument("--run_in", type=flag, default=True, help="reconstruct the in files (default: 1)")
     parser.add_argument("--run_out", type=flag, default=True, help="reconstruct the out files (default: 1)")
@@ -99,18 +106,44 @@ def reconstruct_sets(args, dist) -> None:
     reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
                                         args.seed, dist.device, args.reconstruction_mode, args.max_chains,
                                         args.compile)
-    settings = {**reconstructor.settings, "seed": args.seed}
+    settings = {**reconstructor.settings, "seed": args.seed, "first_n": args.first_n,
+                "first_n_val": args.first_n_val}
     log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
              len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)
-    on_main(dist, save_json, settings, ood_dir / "reconstruction.json")
-    for set_type, files in datasets:
-        frames = [reconstruct_set(reconstructor, dataset, set_type, args.batch_size, dist, args.num_workers)
-                  for dataset in files]
+    paths = [results_path(ood_dir, set_type, files[0].name) for set_type, files in datasets]
+    on_main(dist, start_results, ood_dir, settings, paths, args.overwrite)
+    for (set_type, files), path in zip(datasets, paths):
+        if on_main(dist, path.is_file):
+            log.info("%s is already complete; skipped (--overwrite=1 redoes it)", path)
+            continue
+        frames = [reconstruct_set(reconstructor, dataset, set_type, args.batch_size, dist, args.num_workers,
+                                  partial_dir=ood_dir / PARTIAL_DIR) for dataset in files]
         if dist.is_main:
-            path = results_path(ood_dir, set_type, files[0].name)
             write_results(pd.concat(frames, ignore_index=True), path)
+            for dataset in files:
+                for partial in (ood_dir / PARTIAL_DIR).glob(f"{dataset.path.stem}.rank*.csv"):
+                    partial.unlink()
             log.info("wrote %s (%d signals x %d start points)", path, sum(len(f) for f in files),
                      len(reconstructor.starts))
+        barrier(dist)
+
+
+def start_results(ood_dir: Path, settings: dict, paths: list[Path], overwrite: bool) -> None:
+    """Record the settings; with --overwrite forget earlier results, else refuse to mix settings."""
+    settings_file = ood_dir / "reconstruction.json"
+    if overwrite:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(ood_dir / PARTIAL_DIR, ignore_errors=True)
+    elif settings_file.is_file():
+        earlier = load_json(settings_file, "reconstruction settings")
+        if earlier != json.loads(json.dumps(settings)):
+            changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
+            raise UserError(f"{ood_dir} holds results made with other settings ({', '.join(changed)} differ); "
+                            "pass --overwrite=1 to start afresh, or use the earlier settings to continue")
+    make_dir(ood_dir / PARTIAL_DIR)
+    save_json(settings, settings_file)
+
 
 if __name__ == "__main__":
     run_main(main)

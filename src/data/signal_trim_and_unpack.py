@@ -174,10 +174,13 @@ def split_frames(path: Path, n_frames: int, val_split: float, test_split: float,
     return {name: np.sort(order[bounds[i]:bounds[i + 1]]) for i, name in enumerate(fractions)}
 
 
-def cap_windows(members: dict[str, np.ndarray], num_samples: int | None) -> dict[str, np.ndarray]:
-    """Keep at most ``num_samples`` windows in all, shared in proportion to the splits' sizes; first ones first."""
+def cap_windows(path: Path, members: dict[str, np.ndarray], num_samples: int | None) -> dict[str, np.ndarray]:
+    """Keep ``num_samples`` windows in all, shared in proportion to the splits' sizes; first ones first."""
     counts = [len(rows) for rows in members.values()]
-    if num_samples is None or num_samples >= sum(counts):
+    if num_samples is not None and num_samples > sum(counts):
+        raise UserError(f"{path}: --num_samples={num_samples} but its frames give only {sum(counts)} windows of "
+                        "--trim_length; lower --num_samples or leave it out to keep all")
+    if num_samples is None or num_samples == sum(counts):
         return members
     caps = proportional_shares(num_samples, counts)
     return {name: rows[:cap] for (name, rows), cap in zip(members.items(), caps)}
@@ -213,7 +216,7 @@ def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: 
     windows, frame_index = cut_windows(source, frames, trim_length)
     splits = split_frames(source, frames.shape[0], val_split, test_split, seed)
     members = {name: np.flatnonzero(np.isin(frame_index, frame_ids)) for name, frame_ids in splits.items()}
-    members = cap_windows(members, num_samples)
+    members = cap_windows(source, members, num_samples)
     written = []
     for name, rows in members.items():
         kept = normalize_rms(source, windows[rows], frame_index[rows]) if normalize == "rms" else windows[rows]

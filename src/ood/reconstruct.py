@@ -25,7 +25,7 @@ from src.networks import build_model
 from src.ood.results import in_sample_order, results_frame
 from src.run import Run
 from src.trainers.base import load_weights
-from src.trainers.distributed import Dist, gather_to_main, shard
+from src.trainers.distributed import Dist, gather_to_main, on_main, shard
 
 log = logging.getLogger("rfood")
 
@@ -92,14 +92,24 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
 
 
 def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, dist: Dist = Dist(),
-                    num_workers: int = 0) -> pd.DataFrame | None:
+                    num_workers: int = 0, partial_dir: Path | None = None) -> pd.DataFrame | None:
     """Errors of every signal in ``dataset`` at every start point, one row per (signal, t).
 
     Under torchrun each process reconstructs its own disjoint slice of the signals (no padding, so
     each signal exactly once) and the main process gets all rows, in sample order; others get None.
+    With ``partial_dir``, every finished batch is appended to a partial file there at once, and
+    signals found complete in such files (from an interrupted run) are not reconstructed again.
     """
-    mine = Subset(dataset, shard(dist, len(dataset))) if dist.enabled else dataset
-    loader = make_loader(mine, batch_size, shuffle=False, num_workers=num_workers)
+    partials = sorted(partial_dir.glob(f"{dataset.path.stem}.rank*.csv")) if partial_dir else []
+    earlier = on_main(dist, read_partials, partials, len(reconstructor.starts))
+    finished = set(earlier["filename"]) if earlier is not None else set()
+    todo = [index for index in range(len(dataset)) if dataset.ids[index] not in finished]
+    if finished and dist.is_main:
+        log.info("%s %s: %d of %d signals already done, continuing", set_type, dataset.name, len(finished),
+                 len(dataset))
+    mine = [todo[i] for i in shard(dist, len(todo))]
+    loader = make_loader(Subset(dataset, mine), batch_size, shuffle=False, num_workers=num_workers)
+    partial = partial_dir / f"{dataset.path.stem}.rank{dist.rank}.csv" if partial_dir else None
     frames = []
     bar = tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None if dist.is_main else True)
     for batch in bar:
@@ -107,10 +117,27 @@ def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_
         ids = [dataset.ids[int(i)] for i in batch["index"]]
         frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
                                     {k: v.cpu().numpy() for k, v in errors.items()}))
+        if partial is not None:
+            frames[-1].to_csv(partial, mode="a", header=not partial.exists(), index=False, float_format="%.9g")
     parts = gather_to_main(dist, pd.concat(frames, ignore_index=True) if frames else None)
     if not dist.is_main:
         return None
-    return in_sample_order(pd.concat([part for part in parts if part is not None], ignore_index=True))
+    return in_sample_order(pd.concat([earlier, *parts], ignore_index=True))
+
+
+def read_partials(paths: list[Path], n_starts: int) -> pd.DataFrame | None:
+    """Rows of signals complete in earlier partial files (a line cut by a crash is dropped)."""
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path, on_bad_lines="skip").dropna())
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue  # unreadable: its signals are simply done again
+    if not frames:
+        return None
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates(["filename", "t"])
+    complete = rows.groupby("filename")["t"].transform("size") == n_starts
+    return rows[complete].astype({"t": int})
 
 
 def check_set_files(validation: str | None, in_files: list[str], out_files: list[str]) -> None:
