@@ -4,6 +4,7 @@ import torch
 
 from src.diffusion.reconstruction import model_evaluations, reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
+from conftest import OracleDenoiser
 from src.errors import UserError
 
 
@@ -63,18 +64,6 @@ def test_noise_depends_on_sample_index_not_batch():
     assert together.shape == (2, 3, 2, 8)
     assert torch.equal(together[:, 1], alone[:, 0])
     assert not torch.equal(together[:, 0], together[:, 1])
-
-
-class OracleDenoiser(torch.nn.Module):
-    """Predicts the true noise of x_t given the clean signal: an ideal epsilon model."""
-
-    def __init__(self, x0, alphas_cumprod):
-        super().__init__()
-        self.x0, self.abar = x0, alphas_cumprod
-
-    def forward(self, x, t):
-        abar = self.abar[t][:, None, None]
-        return (x - abar.sqrt() * self.x0) / (1 - abar).sqrt()
 
 
 def test_plms_with_an_ideal_denoiser_returns_the_signal():

@@ -3,6 +3,7 @@ import pytest
 import torch
 from monai.networks.schedulers import DDIMScheduler
 
+from conftest import OracleDenoiser
 from src.diffusion.engine import reconstruct_batched
 from src.diffusion.reconstruction import reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config
@@ -63,18 +64,8 @@ def test_ddim_mode_reproduces_monai_ddim_steps():
     assert close(reconstruct_batched(model, scheduler, x0, starts, noise, mode="ddim"), torch.stack(expected))
 
 
-class Oracle(torch.nn.Module):
-    def __init__(self, x0, abar):
-        super().__init__()
-        self.x0, self.abar = x0, abar
-
-    def forward(self, x, t):
-        abar = self.abar[t][:, None, None]
-        return (x - abar.sqrt() * self.x0.repeat(len(x) // len(self.x0), 1, 1)) / (1 - abar).sqrt()
-
-
 def test_onestep_with_an_ideal_denoiser_is_exact():
     _, scheduler, starts, x0, noise = setup(skip=4)
-    recon = reconstruct_batched(Oracle(x0, scheduler.alphas_cumprod), scheduler, x0, starts, noise, mode="onestep")
+    recon = reconstruct_batched(OracleDenoiser(x0, scheduler.alphas_cumprod), scheduler, x0, starts, noise, mode="onestep")
     assert recon.shape == (len(starts), *x0.shape)
     assert (recon - x0).abs().max() < 1e-3
