@@ -49,9 +49,9 @@ def create_argparser() -> Parser:
     parser.add_argument("--reconstruction_mode", choices=MODES, default="plms",
                         help="plms: the paper's sampler; ddim: DDIM steps; onestep: one network call per start "
                              "point (default: %(default)s)")
-    parser.add_argument("--max_chains", type=positive_int, default=2048,
+    parser.add_argument("--max_chains", type=positive_int, default=None,
                         help="most signals (start points x batch) in one network call; lower it if memory runs out "
-                             "(default: %(default)s)")
+                             "(default: 4096 on CUDA, 256 on CPU)")
     parser.add_argument("--compile", type=flag, default=False, help="1: torch.compile the network (default: 0)")
     parser.add_argument("--overwrite", type=flag, default=False,
                         help="1: discard earlier results in the ood folder; 0: keep finished sets and batches and "

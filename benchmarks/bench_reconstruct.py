@@ -41,7 +41,7 @@ def measure(model_name: str, method: str, batch_size: int, length: int, skip: in
     x0 = torch.randn(batch_size, 2, length, device=device)
     noise = sample_noise(torch.arange(batch_size), len(starts), (2, length), seed=0)
     run = (lambda: reconstruct(model, scheduler, x0, starts, noise)) if method == "loop" else \
-        (lambda: reconstruct_batched(model, scheduler, x0, starts, noise, max_chains=max_chains))
+        (lambda: reconstruct_batched(model, scheduler, x0, starts, noise, max_chains=max_chains or None))
     with torch.inference_mode():
         model(x0[:1], torch.tensor([10], device=device))  # warm-up
     if device.type == "cuda":
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--length", type=int, default=256, help="signal length (the demo's window)")
     parser.add_argument("--inference_skip_factor", type=int, default=16)
-    parser.add_argument("--max_chains", type=int, default=2048)
+    parser.add_argument("--max_chains", type=int, default=0, help="0: the engine's default for the device")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -73,7 +73,7 @@ def main() -> None:
                                  args.max_chains)))
         return
     print(f"signal length {args.length}, --inference_skip_factor {args.inference_skip_factor}, "
-          f"max_chains {args.max_chains}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"max_chains {args.max_chains or 'default'}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':<14} {'batch':>5} {'loop eval/s':>12} {'engine eval/s':>14} {'ratio':>6} "
           f"{'loop peak MiB':>14} {'engine peak MiB':>16}")
     for model_name in args.models.split(","):

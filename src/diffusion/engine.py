@@ -23,6 +23,12 @@ from src.trainers.runtime import autocast
 
 MODES = ("plms", "ddim", "onestep")
 
+
+def default_max_chains(device: torch.device) -> int:
+    """Signals per network call: a GPU wants large calls; on a CPU, past a few hundred signals the
+    activations fall out of cache and throughput drops (benchmarks/bench_reconstruct.py)."""
+    return 4096 if device.type == "cuda" else 256
+
 # PLMS weights of (this call's output, the last three stored outputs) by a chain's step counter k,
 # exactly as MONAI's PNDMScheduler.step_plms combines them; k = 1 is the Heun-like correction.
 PLMS_WEIGHTS = torch.tensor([
@@ -82,13 +88,14 @@ def call_model(model: nn.Module, chains: torch.Tensor, t: torch.Tensor, max_chai
 @torch.inference_mode()
 def reconstruct_batched(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, starts: list[int],
                         noise: torch.Tensor, b_scale: float = 1.0, mode: str = "plms",
-                        max_chains: int = 2048, tables: ScheduleTables | None = None) -> torch.Tensor:
+                        max_chains: int | None = None, tables: ScheduleTables | None = None) -> torch.Tensor:
     """Reconstruct ``x0`` [B, C, L] from every start point in ``starts`` (ascending); returns [S, B, C, L].
 
     ``noise`` [S, B, C, L] is the noise of each start point, as in the plain method.
     """
     tables = tables or ScheduleTables(scheduler, x0.device)
     device = x0.device
+    max_chains = max_chains or default_max_chains(device)
     start_t = torch.tensor(starts, device=device)
     x = torch.stack([scheduler.add_noise(x0 * b_scale, n.to(device), torch.full((len(x0),), s, device=device))
                      for s, n in zip(starts, noise)]).float()

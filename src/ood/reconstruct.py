@@ -41,7 +41,7 @@ class DiffusionReconstructor:
     """Noise each signal (or its latent) to every start point and denoise it back (batched engine)."""
 
     def __init__(self, model: nn.Module, config: dict, num_inference_steps: int, inference_skip_factor: int,
-                 seed: int, device: torch.device, mode: str = "plms", max_chains: int = 2048) -> None:
+                 seed: int, device: torch.device, mode: str = "plms", max_chains: int | None = None) -> None:
         self.model, self.seed, self.mode, self.max_chains = model, seed, mode, max_chains
         self.space = load_space(config, device)
         self.b_scale = config["scheduler"]["b_scale"]
@@ -78,7 +78,8 @@ class AutoencoderReconstructor:
 
 
 def build_reconstructor(run: Run, config: dict, num_inference_steps: int, inference_skip_factor: int, seed: int,
-                        device: torch.device, mode: str = "plms", max_chains: int = 2048, compile: bool = False):
+                        device: torch.device, mode: str = "plms", max_chains: int | None = None,
+                        compile: bool = False):
     kind = config.get("kind")
     model = load_trained_model(run, config, device)
     if compile:
