@@ -83,7 +83,7 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
     kind = config.get("kind")
     model = load_trained_model(run, config, device)
     if compile:
-        model = torch.compile(model, dynamic=True)
+        model = torch.compile(model)
     if kind == "autoencoder":
         return AutoencoderReconstructor(model)
     if kind in ("ddpm", "ldm"):
