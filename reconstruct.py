@@ -41,9 +41,11 @@ def create_argparser() -> Parser:
     parser.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                         help="optional check: must equal the run's model_type")
     parser.add_argument("--validation_h5file", default=None, help="in-distribution signals that calibrate the scores")
-    parser.add_argument("--in_ids", type=comma_list, default=[], help="held-out in-distribution file(s), comma separated")
+    parser.add_argument("--in_ids", type=comma_list, default=[],
+                        help="held-out in-distribution file(s), comma separated")
     parser.add_argument("--out_ids", type=comma_list, default=[], help="other signal types' files, comma separated")
-    parser.add_argument("--num_inference_steps", type=positive_int, default=100, help="PLMS steps (default: %(default)s)")
+    parser.add_argument("--num_inference_steps", type=positive_int, default=100,
+                        help="PLMS steps (default: %(default)s)")
     parser.add_argument("--inference_skip_factor", type=positive_int, default=1,
                         help="keep every k-th start point: 1 -> 99 start points, 4 -> 25 (default: %(default)s)")
     parser.add_argument("--reconstruction_mode", choices=MODES, default="plms",

@@ -24,7 +24,8 @@ def create_argparser() -> Parser:
                         help="widths of the down-sampling levels (default: 32,64)")
     parser.add_argument("--latent_channels", type=positive_int, default=None,
                         help="bottleneck width; a last level halving the length again (default: 4)")
-    parser.add_argument("--num_res_units", type=positive_int, default=None, help="residual units per level (default: 1)")
+    parser.add_argument("--num_res_units", type=positive_int, default=None,
+                        help="residual units per level (default: 1)")
     return parser
 
 

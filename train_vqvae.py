@@ -22,7 +22,8 @@ def create_argparser() -> Parser:
     add_training_args(parser, n_epochs=30, batch_size=64, learning_rate=1e-3)
     parser.add_argument("--channels", type=lambda v: [int(c) for c in comma_list(v)], default=None,
                         help="widths of the down-sampling levels, each halving the length (default: 32,64)")
-    parser.add_argument("--num_res_layers", type=positive_int, default=None, help="residual layers per stack (default: 2)")
+    parser.add_argument("--num_res_layers", type=positive_int, default=None,
+                        help="residual layers per stack (default: 2)")
     parser.add_argument("--embedding_dim", type=positive_int, default=None, help="latent channels (default: 16)")
     parser.add_argument("--num_embeddings", type=positive_int, default=None, help="codebook size (default: 256)")
     parser.add_argument("--commitment_cost", type=float, default=None, help="commitment loss weight (default: 0.25)")

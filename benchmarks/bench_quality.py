@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--model_name", default="unet_small_QPSK")
     parser.add_argument("--val", default=f"{DATA}/QPSK_raw_data_val.h5")
     parser.add_argument("--in_file", default=f"{DATA}/QPSK_raw_data_test.h5")
-    parser.add_argument("--out_files", default=",".join(f"{DATA}/{n}_raw_data_test.h5" for n in ("QAM16", "OFDM", "Chirp")))
+    parser.add_argument("--out_files",
+                        default=",".join(f"{DATA}/{name}_raw_data_test.h5" for name in ("QAM16", "OFDM", "Chirp")))
     parser.add_argument("--first_n", type=int, default=32, help="windows per set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--skips", default="1,4,16,64")

@@ -66,6 +66,7 @@ def test_ddim_mode_reproduces_monai_ddim_steps():
 
 def test_onestep_with_an_ideal_denoiser_is_exact():
     _, scheduler, starts, x0, noise = setup(skip=4)
-    recon = reconstruct_batched(OracleDenoiser(x0, scheduler.alphas_cumprod), scheduler, x0, starts, noise, mode="onestep")
+    oracle = OracleDenoiser(x0, scheduler.alphas_cumprod)
+    recon = reconstruct_batched(oracle, scheduler, x0, starts, noise, mode="onestep")
     assert recon.shape == (len(starts), *x0.shape)
     assert (recon - x0).abs().max() < 1e-3
