@@ -9,11 +9,8 @@ Example:
 reconstruct.py on this run writes the same results files with a single t = 0.
 """
 from src.cli import Parser, comma_list, positive_int, run_main
-from src.networks import network_config
 from src.trainers.autoencoders import AutoencoderTrainer
-from src.trainers.ddpm import data_section
-from src.trainers.distributed import distributed
-from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
+from src.trainers.setup import add_training_args, train_autoencoding_model
 
 
 def create_argparser() -> Parser:
@@ -30,19 +27,8 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    args = create_argparser().parse_args()
-    with distributed(args.dist_backend) as dist:
-        train(args, dist)
-
-
-def train(args, dist) -> None:
-    train_set, val_set = load_training_sets(args)
-    network = network_config("autoencoder", channels=args.channels, latent_channels=args.latent_channels,
-                             num_res_units=args.num_res_units)
-    config = {"kind": "autoencoder", "network": network,
-              "data": data_section(train_set.signal_length, args.training_h5file, args.validation_h5file)}
-    run, config = start_run(args, config, dist)
-    AutoencoderTrainer(run, config, settings_from(args), train_set, val_set, dist).fit()
+    train_autoencoding_model(create_argparser().parse_args(), AutoencoderTrainer, "autoencoder",
+                             ("channels", "latent_channels", "num_res_units"))
 
 
 if __name__ == "__main__":

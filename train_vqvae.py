@@ -10,11 +10,8 @@ Writes vqvae_config.json beside checkpoint.pth; TensorBoard shows reconstruction
 losses and codebook perplexity and usage. Then: train_ddpm.py --vqvae_checkpoint=<run>/checkpoint.pth.
 """
 from src.cli import Parser, comma_list, positive_int, run_main
-from src.networks import network_config
 from src.trainers.autoencoders import VQVAETrainer
-from src.trainers.ddpm import data_section
-from src.trainers.distributed import distributed
-from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
+from src.trainers.setup import add_training_args, train_autoencoding_model
 
 
 def create_argparser() -> Parser:
@@ -31,20 +28,9 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    args = create_argparser().parse_args()
-    with distributed(args.dist_backend) as dist:
-        train(args, dist)
-
-
-def train(args, dist) -> None:
-    train_set, val_set = load_training_sets(args)
-    network = network_config("vqvae", channels=args.channels, num_res_layers=args.num_res_layers,
-                             embedding_dim=args.embedding_dim, num_embeddings=args.num_embeddings,
-                             commitment_cost=args.commitment_cost)
-    config = {"kind": "vqvae", "network": network,
-              "data": data_section(train_set.signal_length, args.training_h5file, args.validation_h5file)}
-    run, config = start_run(args, config, dist, config_name="vqvae_config.json")
-    VQVAETrainer(run, config, settings_from(args), train_set, val_set, dist).fit()
+    train_autoencoding_model(create_argparser().parse_args(), VQVAETrainer, "vqvae",
+                             ("channels", "num_res_layers", "embedding_dim", "num_embeddings", "commitment_cost"),
+                             config_name="vqvae_config.json")
 
 
 if __name__ == "__main__":

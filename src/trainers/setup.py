@@ -5,9 +5,11 @@ from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, 
 from src.data.datasets import SignalDataset
 from src.errors import UserError
 from src.io import make_dir
+from src.networks import network_config
 from src.run import Run
 from src.trainers.base import QUICK_TEST_BATCHES, TrainSettings, prepare_run
-from src.trainers.distributed import Dist, on_main
+from src.trainers.ddpm import data_section
+from src.trainers.distributed import Dist, distributed, on_main
 from src.trainers.runtime import seed_everything
 
 
@@ -59,3 +61,16 @@ def settings_from(args) -> TrainSettings:
     return TrainSettings(n_epochs=args.n_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          eval_freq=args.eval_freq, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          num_workers=args.num_workers, quick_test=args.quick_test)
+
+
+def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[str, ...],
+                             config_name: str = "config.json") -> None:
+    """The whole of train_autoencoder.py and train_vqvae.py: a model that reconstructs its input, under
+    torchrun or not. ``size_flags`` name the flags that override the family's default sizes."""
+    with distributed(args.dist_backend) as dist:
+        train_set, val_set = load_training_sets(args)
+        network = network_config(kind, **{name: getattr(args, name) for name in size_flags})
+        config = {"kind": kind, "network": network,
+                  "data": data_section(train_set.signal_length, args.training_h5file, args.validation_h5file)}
+        run, config = start_run(args, config, dist, config_name)
+        trainer_class(run, config, settings_from(args), train_set, val_set, dist).fit()
