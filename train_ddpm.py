@@ -12,7 +12,7 @@ Re-running the same command resumes from checkpoint_last.pth; a larger --n_epoch
 """
 from src.cli import Parser, add_scheduler_args, comma_list, flag, positive_int, run_main
 from src.data.datasets import make_loader
-from src.diffusion.latent import latent_config, latent_scale, load_space, load_vqvae
+from src.diffusion.latent import VQVAELatents, latent_config, latent_scale, load_space, load_vqvae
 from src.diffusion.schedulers import scheduler_config
 from src.errors import UserError
 from src.networks import DENOISER_TYPES, network_config
@@ -68,7 +68,8 @@ def train(args, dist) -> None:
     if latent and config["latent"]["vqvae_checkpoint"] != latent["vqvae_checkpoint"]:
         raise UserError(f"{run.config_path} was trained on {config['latent']['vqvae_checkpoint']}, not "
                         f"{latent['vqvae_checkpoint']}; use another --model_name")
-    space = load_space(config, dist.device)  # a resumed LDM keeps the scale it started with
+    # a resumed LDM keeps the scale it started with
+    space = VQVAELatents(vqvae, config["latent"]["scale_factor"]) if latent else load_space(config, dist.device)
     DiffusionTrainer(run, config, settings_from(args), train_set, val_set, dist, space=space).fit()
 
 

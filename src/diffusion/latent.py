@@ -13,7 +13,7 @@ from torch import nn
 
 from src.errors import UserError
 from src.io import load_checkpoint, load_json
-from src.networks import build_model
+from src.networks import build_model, load_weights
 
 LATENT_SCALE_BATCHES = 8  # training batches whose latents set the scale factor
 
@@ -54,11 +54,7 @@ def load_vqvae(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module,
     if config.get("network", {}).get("model_type") != "vqvae":
         raise UserError(f"{config_path} does not describe a VQ-VAE run")
     model = build_model(config["network"])
-    state = load_checkpoint(checkpoint)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{checkpoint} does not fit {config_path} ({str(err).splitlines()[0]})") from err
+    load_weights(model, load_checkpoint(checkpoint), checkpoint)
     return model.to(device).eval(), config
 
 

@@ -71,3 +71,12 @@ def build_model(network: dict) -> nn.Module:
     except (TypeError, ValueError) as err:
         raise UserError(f"the network section of the run's config does not fit {model_type} ({err}); "
                         "was it written by another version? retrain or fix config.json") from err
+
+
+def load_weights(model: nn.Module, state: dict, source) -> None:
+    """Put a checkpoint's ``model`` tensors into ``model``, or say in one line why they do not fit."""
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{source} does not fit the network in its run's config "
+                        f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err

@@ -21,10 +21,9 @@ from src.diffusion.reconstruction import model_evaluations, reconstruction_error
 from src.diffusion.schedulers import build_pndm_scheduler
 from src.errors import UserError
 from src.io import load_checkpoint
-from src.networks import build_model
+from src.networks import build_model, load_weights
 from src.ood.results import in_sample_order, results_frame
 from src.run import Run
-from src.trainers.base import load_weights
 from src.trainers.distributed import Dist, gather_to_main, on_main, shard
 
 log = logging.getLogger("rfood")

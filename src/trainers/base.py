@@ -20,7 +20,7 @@ from tqdm import tqdm
 from src.data.datasets import SignalDataset, make_loader
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
-from src.networks import build_model
+from src.networks import build_model, load_weights
 from src.run import Run, check_agrees
 from src.trainers.distributed import Dist, all_reduce_sum, shard
 
@@ -62,14 +62,6 @@ def prepare_run(run: Run, config: dict, checked_sections=("network", "scheduler"
                 check_agrees(saved.get(section, {}), config[section], run.config_path)
         return saved
     return run.save_config(config)
-
-
-def load_weights(model: nn.Module, state: dict, source) -> None:
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{source} does not fit the network in its run's config "
-                        f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
 
 
 class NullWriter:
