@@ -109,6 +109,24 @@ def test_chirp_is_constant_envelope_within_its_sweep():
     assert np.all(span >= 0.2 * 0.99) and np.all(span <= 0.8)
 
 
+def test_gmsk_turns_the_phase_by_a_quarter_cycle_per_symbol():
+    frames = FAMILIES["GMSK"](np.random.default_rng(3), 4, 4096)
+    np.testing.assert_allclose(np.abs(frames), 1.0)
+    step = np.angle(frames[:, 8:] * np.conj(frames[:, :-8]))  # phase change over one symbol (8 samples)
+    # A run of equal symbols turns the phase by exactly pi/2; the Gaussian pulse only smooths the turns.
+    assert np.abs(step).max() <= np.pi / 2 + 1e-6
+    assert np.mean(np.isclose(np.abs(step), np.pi / 2, atol=1e-3)) > 0.05
+
+
+def test_fm_is_a_narrowband_constant_envelope_carrier():
+    frames = FAMILIES["FM"](np.random.default_rng(4), 8, 4096)
+    np.testing.assert_allclose(np.abs(frames), 1.0)
+    frequency = np.angle(frames[:, 1:] * np.conj(frames[:, :-1])) / (2 * np.pi)
+    deviation = frequency - frequency.mean(axis=1, keepdims=True)
+    assert np.abs(frequency.mean(axis=1)).max() <= 0.05 + 1e-3
+    assert np.abs(deviation).max() <= 2.0 * 0.005 + 1e-6  # beta * f_m at most
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_families_have_unit_power_and_no_underscore(name):
     assert "_" not in name
