@@ -1,15 +1,24 @@
 """Cut raw complex IQ frames into fixed-length real windows and split them by frame into train/val/test.
 
-Input: every ``*_raw_data.h5`` below ``--data_root`` (RF Challenge InterferenceSet layout), holding
-``dataset`` = complex [N_frames, L] and optionally ``sig_type``.
+Input, found recursively below ``--data_root`` (read by ``src/data/recordings.py``):
 
-Output, per input file, under ``--new_data_root`` with the same relative folders:
+- ``*_raw_data.h5`` (RF Challenge InterferenceSet layout): ``dataset`` = complex [N_frames, L] and
+  optionally ``sig_type``;
+- SigMF recordings, ``<Name>.sigmf-meta`` + ``<Name>.sigmf-data`` (complex cf32/cf64/ci8/ci16/ci32;
+  integer samples scaled by sigmf to [-1, 1)); signal name from the global ``rfood:sig_type``, else the
+  first annotation's ``core:label``, else ``<Name>`` before its first underscore;
+- ``<Name>.npy``: complex [N_frames, L], or a complex 1-D stream (real [..., 2] I/Q pairs also accepted).
+
+A stream (SigMF, 1-D npy) is cut into consecutive frames of ``--frame_length`` samples (default 40960,
+the RF Challenge frame length; the tail is dropped); all SigMF captures are used in file order.
+
+Output, per input, under ``--new_data_root`` with the same relative folders:
 ``<Name>_raw_data_train.h5``, ``..._val.h5`` and (when ``--test_split`` > 0) ``..._test.h5``, each with
 
 - ``dataset``: float32 [N, 2, trim_length]; channel 0 = in-phase (real), channel 1 = quadrature (imag);
 - ``frame_index``: int64 [N], the raw frame each window was cut from;
 - ``sig_type``: copied from the input (or the display name, the stem before the first underscore);
-- attributes ``source_file``, ``trim_length``, ``normalize``, ``seed``, ``split``.
+- attributes ``source_file``, ``trim_length``, ``normalize``, ``seed``, ``split``, ``frame_length``.
 
 Each frame gives floor(L / trim_length) non-overlapping windows (the tail is dropped). Frames, not
 windows, are split with a seeded permutation, so windows of one frame never land in two splits (they
@@ -42,24 +51,34 @@ import h5py
 import numpy as np
 
 from src.cli import Parser, fraction, run_main, setup_logging
-from src.data.datasets import display_name
+from src.data.recordings import (  # noqa: F401  (read_raw & co. stay importable from here)
+    ACCEPTED_KINDS,
+    DEFAULT_FRAME_LENGTH,
+    RAW_SUFFIX,
+    check_frames,
+    decode_sig_type,
+    find_raw_files,
+    read_raw,
+    read_recording,
+)
 from src.errors import UserError
 from src.io import atomic_path
 
 log = logging.getLogger("rfood")
 
-RAW_SUFFIX = "_raw_data.h5"
 NORMALIZATIONS = ("none", "rms")
 
 
 # --------------------------------------------------------------------------------------------------
-# Checking the options and reading one raw file
+# Checking the options
 # --------------------------------------------------------------------------------------------------
 
 def check_options(trim_length: int, num_samples: int | None, val_split: float, test_split: float,
-                  normalize: str) -> None:
+                  normalize: str, frame_length: int = DEFAULT_FRAME_LENGTH) -> None:
     if trim_length < 1:
         raise UserError(f"--trim_length must be a positive number of samples, got {trim_length}")
+    if frame_length < 1:
+        raise UserError(f"--frame_length must be a positive number of samples, got {frame_length}")
     n_splits = 3 if test_split > 0 else 2
     if num_samples is not None and num_samples < n_splits:
         raise UserError(f"--num_samples must be at least {n_splits} (one window per split) or left out to keep "
@@ -73,54 +92,6 @@ def check_options(trim_length: int, num_samples: int | None, val_split: float, t
                         f"got {val_split} + {test_split}")
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
-
-
-def find_raw_files(data_root: Path) -> list[Path]:
-    if not data_root.is_dir():
-        raise UserError(f"--data_root {data_root} is not a folder; point it at the folder holding the raw h5 files")
-    files = sorted(path for path in data_root.rglob(f"*{RAW_SUFFIX}") if path.is_file())
-    if not files:
-        raise UserError(f"--data_root {data_root} holds no *{RAW_SUFFIX} files; point it at the raw data "
-                        "(e.g. the output of python -m src.data.synthetic --out DIR)")
-    return files
-
-
-def decode_sig_type(value: object, fallback: str) -> bytes:
-    """``sig_type`` as bytes, whether stored as bytes, str or a one-element array."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(-1)[0]
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    return fallback.encode()
-
-
-def read_raw(path: Path) -> tuple[np.ndarray, bytes]:
-    """Read and check one raw file: complex frames [N_frames, L] and its ``sig_type`` as bytes."""
-    try:
-        with h5py.File(path, "r") as file:
-            if "dataset" not in file or not isinstance(file["dataset"], h5py.Dataset):
-                raise UserError(f"{path} has no 'dataset' array; raw files need 'dataset' = complex [N_frames, L]")
-            frames = file["dataset"][()]
-            sig_type = decode_sig_type(file["sig_type"][()], display_name(path)) if "sig_type" in file \
-                else display_name(path).encode()
-    except OSError as err:
-        raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
-    check_frames(path, frames)
-    return frames, sig_type
-
-
-def check_frames(path: Path, frames: np.ndarray) -> None:
-    if not np.iscomplexobj(frames):
-        raise UserError(f"{path}: 'dataset' is {frames.dtype}, not complex; raw files need complex IQ "
-                        "[N_frames, L] (convert I/Q pairs to complex first)")
-    if frames.ndim != 2:
-        raise UserError(f"{path}: 'dataset' has shape {frames.shape}, expected rank 2 [N_frames, L]")
-    bad_frames = np.flatnonzero(~np.isfinite(frames).all(axis=1))
-    if bad_frames.size:
-        raise UserError(f"{path}: frame {bad_frames[0]} holds NaN or Inf ({bad_frames.size} bad frames); "
-                        "clean or drop those frames")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,9 +181,9 @@ def write_split(path: Path, windows: np.ndarray, frame_index: np.ndarray, sig_ty
 
 
 def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: int | None, val_split: float,
-                 test_split: float, normalize: str, seed: int) -> list[Path]:
-    """Window, split, cap, normalise and write one raw file; return the written paths."""
-    frames, sig_type = read_raw(source)
+                 test_split: float, normalize: str, seed: int, frame_length: int = DEFAULT_FRAME_LENGTH) -> list[Path]:
+    """Window, split, cap, normalise and write one raw input; return the written paths."""
+    frames, sig_type, stem = read_recording(source, frame_length)
     windows, frame_index = cut_windows(source, frames, trim_length)
     splits = split_frames(source, frames.shape[0], val_split, test_split, seed)
     members = {name: np.flatnonzero(np.isin(frame_index, frame_ids)) for name, frame_ids in splits.items()}
@@ -220,9 +191,9 @@ def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: 
     written = []
     for name, rows in members.items():
         kept = normalize_rms(source, windows[rows], frame_index[rows]) if normalize == "rms" else windows[rows]
-        path = target_dir / f"{source.stem}_{name}.h5"
+        path = target_dir / f"{stem}_{name}.h5"
         attrs = {"source_file": str(source.resolve()), "trim_length": trim_length, "normalize": normalize,
-                 "seed": seed, "split": name}
+                 "seed": seed, "split": name, "frame_length": frames.shape[1]}
         write_split(path, kept, frame_index[rows], sig_type, attrs)
         log.info("wrote %s: %d windows from %d frames", path, len(rows), len(np.unique(frame_index[rows])))
         written.append(path)
@@ -231,33 +202,35 @@ def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: 
 
 def trim_and_unpack(data_root: str | os.PathLike, new_data_root: str | os.PathLike, trim_length: int = 3000,
                     num_samples: int | None = None, val_split: float = 0.2, test_split: float = 0.2,
-                    normalize: str = "rms", seed: int = 0) -> list[Path]:
-    """Process every ``*_raw_data.h5`` below ``data_root`` into train/val(/test) files; see the module doc.
+                    normalize: str = "rms", seed: int = 0, frame_length: int = DEFAULT_FRAME_LENGTH) -> list[Path]:
+    """Process every raw input below ``data_root`` into train/val(/test) files; see the module doc.
 
     Args:
-        data_root: folder searched recursively for raw files.
+        data_root: folder searched recursively for raw h5, SigMF and npy inputs.
         new_data_root: output root; the raw files' relative folders are kept.
         trim_length: samples per window.
         num_samples: max windows kept per raw file over all splits (None: all).
         val_split, test_split: fractions of frames (test_split 0: no test file).
         normalize: "rms" (unit complex power per window) or "none".
         seed: seeds the frame permutation.
+        frame_length: samples per frame cut from a stream (SigMF, 1-D npy); h5 and 2-D npy keep theirs.
 
     Returns:
         The written paths, in processing order.
     """
-    check_options(trim_length, num_samples, val_split, test_split, normalize)
+    check_options(trim_length, num_samples, val_split, test_split, normalize, frame_length)
     data_root, new_data_root = Path(data_root), Path(new_data_root)
     written = []
     for source in find_raw_files(data_root):
         target_dir = new_data_root / source.parent.relative_to(data_root)
-        written += process_file(source, target_dir, trim_length, num_samples, val_split, test_split, normalize, seed)
+        written += process_file(source, target_dir, trim_length, num_samples, val_split, test_split, normalize, seed,
+                                frame_length)
     return written
 
 
 def build_parser() -> Parser:
     parser = Parser(__doc__)
-    parser.add_argument("--data_root", required=True, help="folder searched recursively for *_raw_data.h5")
+    parser.add_argument("--data_root", required=True, help=f"folder searched recursively for {ACCEPTED_KINDS}")
     parser.add_argument("--new_data_root", required=True, help="output root (same relative folders)")
     parser.add_argument("--trim_length", type=int, default=3000, help="samples per window (default: %(default)s)")
     parser.add_argument("--num_samples", type=int, default=None,
@@ -268,6 +241,9 @@ def build_parser() -> Parser:
     parser.add_argument("--normalize", choices=NORMALIZATIONS, default="rms",
                         help="rms: scale each window to unit power; none: keep raw scale (default: rms)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the frame split (default: %(default)s)")
+    parser.add_argument("--frame_length", type=int, default=DEFAULT_FRAME_LENGTH,
+                        help="samples per frame cut from a SigMF recording or 1-D .npy stream; the tail is "
+                             "dropped (default: %(default)s, the RF Challenge frame length)")
     return parser
 
 
@@ -275,7 +251,7 @@ def main() -> None:
     setup_logging()
     args = build_parser().parse_args()
     trim_and_unpack(args.data_root, args.new_data_root, args.trim_length, args.num_samples, args.val_split,
-                    args.test_split, args.normalize, args.seed)
+                    args.test_split, args.normalize, args.seed, args.frame_length)
 
 
 if __name__ == "__main__":
