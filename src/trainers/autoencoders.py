@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from src.figures import codebook_figure, signal_figure
 from src.networks.vqvae import codebook_usage
-from src.trainers.base import Trainer
+from src.trainers.base import QUICK_TEST_BATCHES, Trainer
 from src.trainers.runtime import autocast
 
 
@@ -17,10 +18,19 @@ class AutoencoderTrainer(Trainer):
             reconstruction = model(x)
         return F.mse_loss(reconstruction.float(), x), {}
 
+    def figures(self, x: torch.Tensor) -> dict:
+        with autocast(self.device):
+            reconstruction = self.model(x)
+        return {"reconstruction": signal_figure(x, reconstruction, f"autoencoder epoch {self.epoch}")}
+
 
 class VQVAETrainer(Trainer):
     """Reconstruction MSE plus the commitment loss; logs codebook perplexity and usage
-    (van den Oord et al. 2017; the codebook itself follows an EMA of its assigned latents)."""
+    (van den Oord et al. 2017; the codebook itself follows an EMA of its assigned latents).
+
+    At each evaluation it also draws how often each code is chosen over the validation set, and logs
+    ``codebook_fraction_used``: distinct codes over the whole set / K (``codebook_usage`` is per batch).
+    """
 
     def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         with autocast(self.device):
@@ -30,3 +40,27 @@ class VQVAETrainer(Trainer):
         extras = {"reconstruction_loss": reconstruction_loss.item(), "commitment_loss": commitment.item(),
                   "codebook_perplexity": perplexity, "codebook_usage": usage}
         return reconstruction_loss + commitment, extras
+
+    def figures(self, x: torch.Tensor) -> dict:
+        with autocast(self.device):
+            reconstruction = self.model(x)[0]
+        return {"reconstruction": signal_figure(x, reconstruction, f"VQ-VAE epoch {self.epoch}")}
+
+    def log_figures(self, writer) -> None:
+        super().log_figures(writer)
+        if self.figure_signals is None:
+            return
+        counts = self.codebook_counts()
+        writer.add_scalar("codebook_fraction_used", (counts > 0).float().mean().item(), self.step)
+        writer.add_figure("codebook_counts", codebook_figure(counts, f"epoch {self.epoch}"), self.step, close=True)
+
+    @torch.no_grad()
+    def codebook_counts(self) -> torch.Tensor:
+        """How often each code is chosen over this process's validation signals (eval mode: no EMA update)."""
+        self.model.eval()
+        counts = torch.zeros(self.config["network"]["num_embeddings"], dtype=torch.long)
+        for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "codebook"):
+            with autocast(self.device):
+                codes = self.model.quantize(self.model.encode(x))[2]
+            counts += torch.bincount(codes.flatten().cpu(), minlength=len(counts))
+        return counts

@@ -1,8 +1,9 @@
 """The training loop every stage shares: epochs, validation, best/last checkpoints, resume, TensorBoard.
 
-A stage subclasses :class:`Trainer` and supplies :meth:`Trainer.loss`. Each epoch draws its shuffling
-and noise from generators seeded by (seed, epoch), so a resumed run continues exactly where a run
-in one go would be.
+A stage subclasses :class:`Trainer` and supplies :meth:`Trainer.loss`, and may supply
+:meth:`Trainer.figures` (drawn at every evaluation from the first validation signals). Each epoch
+draws its shuffling and noise from generators seeded by (seed, epoch), so a resumed run continues
+exactly where a run in one go would be.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Subset
@@ -27,6 +29,7 @@ from src.trainers.distributed import Dist, all_reduce_sum, shard
 log = logging.getLogger("rfood")
 QUICK_TEST_BATCHES = 2  # --quick_test: batches per epoch, for smoke tests
 VAL_SEED = 12345  # the same validation noise at every evaluation
+FIGURE_SIGNALS = 4  # the first validation signals, drawn at every evaluation
 
 
 @dataclass
@@ -39,6 +42,7 @@ class TrainSettings:
     seed: int
     num_workers: int
     quick_test: bool
+    figures: bool = True  # TensorBoard figures at every evaluation (main process only)
 
 
 def strip_prefixes(state_dict: dict) -> dict:
@@ -70,6 +74,9 @@ class NullWriter:
     def add_scalar(self, *args, **kwargs) -> None:
         pass
 
+    def add_figure(self, *args, **kwargs) -> None:
+        pass
+
 
 class Trainer:
     """Owns one run's model and optimiser; subclasses define :meth:`loss`.
@@ -90,6 +97,10 @@ class Trainer:
         if dist.enabled:
             self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                else None)
+        self.figure_signals = None
+        if dist.is_main and settings.figures:
+            count = min(FIGURE_SIGNALS, len(val_set))
+            self.figure_signals = torch.stack([val_set[index]["signal"] for index in range(count)])
         self.sampler = None
         if dist.enabled:
             self.sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=settings.seed)
@@ -103,6 +114,19 @@ class Trainer:
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """The training objective of ``model`` on a batch, and extra scalars to log."""
         raise NotImplementedError
+
+    def figures(self, x: torch.Tensor) -> dict[str, Figure]:
+        """TensorBoard figures (tag -> figure) of the validation signals ``x``; none by default."""
+        return {}
+
+    @torch.no_grad()
+    def log_figures(self, writer: SummaryWriter) -> None:
+        """Draw :meth:`figures` of the first validation signals; on the main process, when enabled."""
+        if self.figure_signals is None:
+            return
+        self.model.eval()
+        for tag, figure in self.figures(self.figure_signals.to(self.device)).items():
+            writer.add_figure(tag, figure, self.step, close=True)
 
     def _batches(self, loader, limit: int, desc: str):
         bar = tqdm(loader, desc=desc, leave=False, disable=None if self.dist.is_main else True)
@@ -208,6 +232,7 @@ class Trainer:
         scalars = self.validate()  # identical on every process: summed over all of them
         for name, value in scalars.items():
             writer.add_scalar(name, value, self.step)
+        self.log_figures(writer)
         message = "".join(f" val {name.replace('_', ' ')} {value:.5f}" for name, value in scalars.items())
         if scalars["loss"] < self.best_val_loss:
             self.best_val_loss = scalars["loss"]

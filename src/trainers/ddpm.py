@@ -1,6 +1,10 @@
 """Training a diffusion denoiser on one signal type (DDPM objective, MONAI DDPMScheduler).
 
 With a latent space (LDM) the same objective runs on the frozen VQ-VAE's scaled latents.
+
+At every evaluation the first validation signals are noised to ``FIGURE_START`` and denoised back
+to t = 0 with the PLMS reconstruction that scoring uses (:func:`src.diffusion.reconstruction.reconstruct`),
+and drawn against the originals; an LDM does this on its latents and decodes the result.
 """
 from __future__ import annotations
 
@@ -8,9 +12,17 @@ import torch
 import torch.nn.functional as F
 
 from src.diffusion.latent import SignalSpace
-from src.diffusion.schedulers import build_ddpm_scheduler, training_target
-from src.trainers.base import Trainer
+from src.diffusion.reconstruction import reconstruct
+from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, training_target
+from src.figures import signal_figure
+from src.trainers.base import VAL_SEED, Trainer
 from src.trainers.runtime import autocast
+
+# A mid start point of the 1000-step training schedule: enough noise that the model must redraw detail,
+# little enough that the signal's structure survives. 100 PLMS steps (reconstruct.py's default) put
+# t = 250 on the inference grid: 26 network calls on FIGURE_SIGNALS signals per evaluation.
+FIGURE_START = 250
+FIGURE_INFERENCE_STEPS = 100
 
 
 class DiffusionTrainer(Trainer):
@@ -31,6 +43,17 @@ class DiffusionTrainer(Trainer):
         with autocast(self.device):
             prediction = model(noisy, timesteps)
         return F.mse_loss(prediction.float(), training_target(self.scheduler, x0, noise, timesteps)), {}
+
+    def figures(self, x: torch.Tensor) -> dict:
+        """The signals noised to FIGURE_START and denoised back (the same noise at every evaluation)."""
+        latents = self.space.encode(x)
+        noise = torch.randn((1, *latents.shape), generator=torch.Generator().manual_seed(VAL_SEED))
+        scheduler = build_pndm_scheduler(self.config["scheduler"], FIGURE_INFERENCE_STEPS)
+        denoised = reconstruct(self.model, scheduler, latents, [FIGURE_START], noise, self.b_scale)[0]
+        space = " in VQ-VAE latent space, decoded" if self.config["kind"] == "ldm" else ""
+        title = (f"{self.config['kind'].upper()} epoch {self.epoch}: noised to t={FIGURE_START}, denoised{space} "
+                 f"(PLMS, {FIGURE_INFERENCE_STEPS} steps)")
+        return {f"denoised_from_t{FIGURE_START}": signal_figure(x, self.space.decode(denoised, x.shape[-1]), title)}
 
 
 def ddpm_config(network: dict, scheduler: dict, signal_length: int, training_h5file: str,

@@ -27,6 +27,9 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     parser.add_argument("--first_n", type=positive_int, default=None, help="use only the first N training windows")
     parser.add_argument("--quick_test", type=flag, default=False,
                         help=f"1: a smoke test, {QUICK_TEST_BATCHES} batches per epoch (default: 0)")
+    parser.add_argument("--figures", type=flag, default=True,
+                        help="1: at every evaluation, log TensorBoard figures of the first validation signals "
+                             "and their reconstructions (default: 1)")
     parser.add_argument("--spatial_dimension", type=int, default=1, help="signals are 1D; only 1 is accepted")
     add_loader_args(parser, batch_size=batch_size)
     add_dist_args(parser)
@@ -60,7 +63,8 @@ def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") 
 def settings_from(args) -> TrainSettings:
     return TrainSettings(n_epochs=args.n_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          eval_freq=args.eval_freq, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         num_workers=args.num_workers, quick_test=args.quick_test)
+                         num_workers=args.num_workers, quick_test=args.quick_test,
+                         figures=args.figures)
 
 
 def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[str, ...],
