@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_NET, assert_one_line_error, run_cli, write_processed
+from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE
 
 FAMILIES = ["QPSK", "QAM16", "OFDM", "Chirp"]
 
@@ -44,7 +45,7 @@ def test_results_files_have_the_contract_columns(pipeline):
         ["results_val.csv", "results_in.csv"] + [f"results_{name}.csv" for name in FAMILIES[1:]])
     for path in ood.glob("results_*.csv"):
         frame = pd.read_csv(path)
-        assert list(frame.columns) == ["filename", "type", "dataset", "t", "mse", "mae"]
+        assert list(frame.columns) == ["filename", "type", "dataset", "t", "mse", "mae", "env", "lsd"]
         assert sorted(frame["t"].unique()) == [10, 330, 650, 970]
         assert (frame.groupby("filename").size() == 4).all()
         assert np.isfinite(frame[["mse", "mae"]].to_numpy()).all()
@@ -59,10 +60,28 @@ def test_ood_detection_lists_every_out_dataset(pipeline):
     lines = result.stdout.splitlines()
     for name in FAMILIES[1:] + ["mean"]:
         assert any(line.split()[:1] == [name] for line in lines), result.stdout
-    table = pd.read_csv(pipeline / "runs" / "tiny" / "ood" / "auroc_mse.csv", index_col="dataset")
+    ood = pipeline / "runs" / "tiny" / "ood"
+    suffix = f"{'-'.join(DEFAULT_METRICS)}_{DEFAULT_SCORE}"
+    table = pd.read_csv(ood / f"metrics_{suffix}.csv", index_col="dataset")
     assert sorted(table.index) == sorted(FAMILIES[1:] + ["mean"])
-    assert table["tiny"].between(0, 1).all()
-    assert table.loc["mean", "tiny"] == pytest.approx(table.drop(index="mean")["tiny"].mean(), abs=1e-4)
+    assert list(table.columns) == ["AUROC", "AUROC_low", "AUROC_high", "AUPR_In", "AUPR_Out", "FPR@95TPR"]
+    assert table.drop(columns=["AUROC_low", "AUROC_high"]).stack().between(0, 1).all()
+    assert table.loc["mean", "AUROC"] == pytest.approx(table.drop(index="mean")["AUROC"].mean(), abs=1e-4)
+    inside = table.drop(index="mean")
+    assert ((inside["AUROC_low"] <= inside["AUROC"] + 1e-9) & (inside["AUROC"] <= inside["AUROC_high"] + 1e-9)).all()
+    summary = json.loads((ood / f"auroc_{suffix}.json").read_text())
+    assert summary["score"] == DEFAULT_SCORE and summary["auroc"]["mean"] == pytest.approx(table.loc["mean", "AUROC"])
+
+
+def test_ood_detection_writes_a_report_with_plots(pipeline):
+    run_cli("ood_detection.py", f"--output_dir={pipeline / 'runs'}", "--model_name=tiny", "--score=zabs",
+            "--metric=mse,lsd", "--n_bootstrap=50")
+    ood = pipeline / "runs" / "tiny" / "ood"
+    report = (ood / "report.md").read_text()
+    assert "zabs score on mse,lsd" in report and "| QAM16 |" in report
+    for png in ("roc.png", "score_histograms.png", "z_against_t.png"):
+        assert f"(report/{png})" in report
+        assert (ood / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_config_rebuilds_the_model_and_checkpoints_load_safely(pipeline):

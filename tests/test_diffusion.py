@@ -1,8 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from src.diffusion.reconstruction import model_evaluations, reconstruct, sample_noise, start_points
+from src.diffusion.reconstruction import (model_evaluations, reconstruct, reconstruction_errors, sample_noise,
+                                         start_points)
 from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
 from conftest import OracleDenoiser
 from src.errors import UserError
@@ -77,3 +80,27 @@ def test_plms_with_an_ideal_denoiser_returns_the_signal():
     assert (mse < 3 * (1 - scheduler.alphas_cumprod[0])).all(), mse
     noisy_mse = (noise[-1] * (1 - scheduler.alphas_cumprod[starts[-1]]).sqrt()).pow(2).mean()
     assert noisy_mse > 100 * mse.max()
+
+
+def test_envelope_error_sees_amplitude_and_ignores_phase():
+    rng = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 2, 64, generator=rng)
+    angle = torch.tensor(0.7)
+    rotated = torch.stack([x0[:, 0] * angle.cos() - x0[:, 1] * angle.sin(),
+                           x0[:, 0] * angle.sin() + x0[:, 1] * angle.cos()], dim=1)
+    errors = reconstruction_errors(x0, torch.stack([rotated, 2 * x0]))
+    torch.testing.assert_close(errors["env"][0], torch.zeros(3), atol=1e-5, rtol=0)
+    assert (errors["mse"][0] > 0.1).all()
+    amplitude = x0.pow(2).sum(dim=1).sqrt()
+    torch.testing.assert_close(errors["env"][1], amplitude.pow(2).mean(dim=-1))  # (2a - a)^2
+
+
+def test_log_spectral_distance_is_the_gain_in_db_and_zero_for_a_copy():
+    x0 = torch.randn(2, 2, 256, generator=torch.Generator().manual_seed(1))
+    conjugate_rotation = torch.stack([-x0[:, 1], x0[:, 0]], dim=1)  # times j: the same spectrum
+    errors = reconstruction_errors(x0, torch.stack([x0, 2 * x0, conjugate_rotation, x0 + 1.0]))
+    torch.testing.assert_close(errors["lsd"][0], torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(errors["lsd"][1], torch.full((2,), 20 * math.log10(2)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(errors["lsd"][2], torch.zeros(2), atol=1e-4, rtol=0)
+    assert (errors["mse"][2] > 1.0).all()
+    assert (errors["lsd"][3] > 1.0).all()  # a DC offset piles power into one bin

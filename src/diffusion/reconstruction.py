@@ -63,7 +63,44 @@ def reconstruct(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, st
     return torch.stack(results)
 
 
+PSD_SEGMENT = 64  # Welch segment length (samples) of the spectral error
+PSD_FLOOR = 1e-6  # relative to the signal's mean PSD: keeps empty bins from dominating the dB distance
+
+
+def welch_psd(signals: torch.Tensor, segment: int = PSD_SEGMENT) -> torch.Tensor:
+    """Two-sided power spectral density of I + jQ: Hann-windowed segments, half overlap, averaged.
+
+    ``signals`` [..., 2, T] -> [..., segment] (segment = min(segment, T)), unnormalised frequency order.
+    """
+    segment = min(segment, signals.shape[-1])
+    iq = torch.complex(signals[..., 0, :].float(), signals[..., 1, :].float())
+    pieces = iq.unfold(-1, segment, max(1, segment // 2))
+    window = torch.hann_window(segment, periodic=False, device=signals.device) if segment > 1 else torch.ones(1)
+    return torch.fft.fft(pieces * window, dim=-1).abs().pow(2).mean(dim=-2)
+
+
+def log_spectral_distance(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """RMS over frequency of the difference in dB between the Welch PSDs of signal and reconstruction."""
+    reference = welch_psd(x0)[None]
+    floor = PSD_FLOOR * reference.mean(dim=-1, keepdim=True)
+    decibels = 10 * (torch.log10(welch_psd(reconstructions) + floor) - torch.log10(reference + floor))
+    return decibels.pow(2).mean(dim=-1).sqrt()
+
+
+def envelope(signals: torch.Tensor) -> torch.Tensor:
+    """Instantaneous amplitude sqrt(I^2 + Q^2): [..., 2, T] -> [..., T]."""
+    return signals.float().pow(2).sum(dim=-2).sqrt()
+
+
 def reconstruction_errors(x0: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-(start point, signal) errors [n_starts, B], averaged over channels and samples."""
+    """Per-(start point, signal) errors [n_starts, B] in three views of an RF signal:
+
+    - waveform: ``mse`` and ``mae`` over channels and samples;
+    - envelope: ``env``, the mean squared error of the instantaneous amplitude (blind to phase, so it
+      sees what the constellation's radius shows: a constant-envelope signal rebuilt with ripple);
+    - spectrum: ``lsd``, the log-spectral distance in dB (:func:`log_spectral_distance`).
+    """
     difference = reconstructions - x0[None]
-    return {"mse": difference.pow(2).mean(dim=(-2, -1)), "mae": difference.abs().mean(dim=(-2, -1))}
+    return {"mse": difference.pow(2).mean(dim=(-2, -1)), "mae": difference.abs().mean(dim=(-2, -1)),
+            "env": (envelope(reconstructions) - envelope(x0)[None]).pow(2).mean(dim=-1),
+            "lsd": log_spectral_distance(x0, reconstructions)}

@@ -15,7 +15,7 @@ from src.errors import UserError
 from src.io import atomic_path
 
 ID_COLUMNS = ("filename", "type", "dataset", "t")
-METRICS = ("mse", "mae")
+METRICS = ("mse", "mae", "env", "lsd")  # src.diffusion.reconstruction.reconstruction_errors
 SET_TYPES = ("val", "in", "out")
 
 
