@@ -27,7 +27,7 @@ RECONSTRUCT_FLAGS = --output_dir=$(RUNS) --validation_h5file=$(SET)/$(IN_FAMILY)
 	--num_inference_steps=100 --inference_skip_factor=16 --first_n=64 --first_n_val=64 --batch_size=64
 COMPARED := unet_small_$(IN_FAMILY),wavenet_$(IN_FAMILY),ldm_$(IN_FAMILY),autoencoder_$(IN_FAMILY)
 
-.PHONY: install data demo compare test clean-demo
+.PHONY: install data demo compare bench-scores test clean-demo
 
 install: $(STAMP)
 
@@ -49,16 +49,38 @@ demo: data
 	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=unet_small_$(IN_FAMILY)
 
 # Every model family on the demo data, one table (README, "Comparing model families"); ~20 minutes on 2 cores.
-compare: demo
+# Each run is a file target, so compare and bench-scores share what the other already trained.
+UNET := $(RUNS)/unet_small_$(IN_FAMILY)/checkpoint.pth
+WAVENET := $(RUNS)/wavenet_$(IN_FAMILY)/checkpoint.pth
+AUTOENCODER := $(RUNS)/autoencoder_$(IN_FAMILY)/checkpoint.pth
+VQVAE := $(RUNS)/vqvae_$(IN_FAMILY)/checkpoint.pth
+LDM := $(RUNS)/ldm_$(IN_FAMILY)/checkpoint.pth
+LAST_OUT := $(lastword $(OUT_FAMILIES))
+reconstructed = $(RUNS)/$(1)/ood/results_$(LAST_OUT).csv
+
+$(UNET): | data
+	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=unet_small_$(IN_FAMILY) --model_type=small --n_epochs=$(DEMO_EPOCHS)
+$(WAVENET): | data
 	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=wavenet_$(IN_FAMILY) --model_type=wavenet \
 		--residual_layers=12 --residual_channels=32 --n_epochs=$(DEMO_EPOCHS)
+$(AUTOENCODER): | data
 	$(PY) train_autoencoder.py $(TRAIN_FLAGS) --model_name=autoencoder_$(IN_FAMILY) --n_epochs=$(DEMO_EPOCHS)
+$(VQVAE): | data
 	$(PY) train_vqvae.py $(TRAIN_FLAGS) --model_name=vqvae_$(IN_FAMILY) --n_epochs=$(DEMO_EPOCHS)
+$(LDM): $(VQVAE)
 	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=ldm_$(IN_FAMILY) --model_type=small \
-		--vqvae_checkpoint=$(RUNS)/vqvae_$(IN_FAMILY)/checkpoint.pth --n_epochs=$(DEMO_EPOCHS)
-	for run in wavenet ldm autoencoder; do \
-		$(PY) reconstruct.py $(RECONSTRUCT_FLAGS) --model_name=$${run}_$(IN_FAMILY) || exit 1; done
+		--vqvae_checkpoint=$(VQVAE) --n_epochs=$(DEMO_EPOCHS)
+$(RUNS)/%/ood/results_$(LAST_OUT).csv: $(RUNS)/%/checkpoint.pth
+	$(PY) reconstruct.py $(RECONSTRUCT_FLAGS) --model_name=$*
+
+compare: demo $(call reconstructed,wavenet_$(IN_FAMILY)) $(call reconstructed,ldm_$(IN_FAMILY)) \
+		$(call reconstructed,autoencoder_$(IN_FAMILY))
 	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=$(COMPARED)
+
+# Every OOD score on the UNet, WaveNet and autoencoder runs (README, "Choosing the OOD score").
+bench-scores: $(call reconstructed,unet_small_$(IN_FAMILY)) $(call reconstructed,wavenet_$(IN_FAMILY)) $(call reconstructed,autoencoder_$(IN_FAMILY))
+	$(PY) benchmarks/bench_scores.py --output_dir=$(RUNS) \
+		--model_name=unet_small_$(IN_FAMILY),wavenet_$(IN_FAMILY),autoencoder_$(IN_FAMILY)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

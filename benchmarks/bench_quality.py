@@ -1,7 +1,7 @@
 """What each reconstruction setting costs and scores: AUROC against network calls per signal.
 
 Reconstructs the same val / in / out windows with a trained run for every mode (plms, ddim,
-onestep) and skip factor (1, 4, 16, 64), scores each with ood_detection's z-score method, and prints
+onestep) and skip factor (1, 4, 16, 64), scores each with ood_detection's default score, and prints
 one row per setting. Uses an existing run (by default the one `make demo` trains); results go to
 --work_dir, never into the run's own ood folder.
 
@@ -20,7 +20,7 @@ from src.data.datasets import SignalDataset  # noqa: E402
 from src.diffusion.engine import MODES  # noqa: E402
 from src.ood.reconstruct import build_reconstructor, reconstruct_set  # noqa: E402
 from src.ood.results import results_path, write_results  # noqa: E402
-from src.ood.scoring import ood_aurocs  # noqa: E402
+from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE, ood_aurocs  # noqa: E402
 from src.run import Run  # noqa: E402
 from src.trainers.runtime import pick_device  # noqa: E402
 
@@ -34,7 +34,10 @@ def main() -> None:
     parser.add_argument("--val", default=f"{DATA}/QPSK_raw_data_val.h5")
     parser.add_argument("--in_file", default=f"{DATA}/QPSK_raw_data_test.h5")
     parser.add_argument("--out_files",
-                        default=",".join(f"{DATA}/{name}_raw_data_test.h5" for name in ("QAM16", "OFDM", "Chirp")))
+                        default=",".join(f"{DATA}/{name}_raw_data_test.h5"
+                                         for name in ("QAM16", "OFDM", "Chirp", "GMSK", "FM")))
+    parser.add_argument("--score", default=DEFAULT_SCORE, help="OOD score (default: %(default)s)")
+    parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), help="error metrics (default: %(default)s)")
     parser.add_argument("--first_n", type=int, default=32, help="windows per set")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--skips", default="1,4,16,64")
@@ -47,7 +50,7 @@ def main() -> None:
     device = pick_device()
     sets = [("val", SignalDataset(args.val, args.first_n)), ("in", SignalDataset(args.in_file, args.first_n))]
     sets += [("out", SignalDataset(path, args.first_n)) for path in args.out_files.split(",")]
-    print(f"run {run.path}, {args.first_n} windows per set, device {device}")
+    print(f"run {run.path}, {args.first_n} windows per set, device {device}, score {args.score} on {args.metric}")
     rows = []
     for mode in args.modes.split(","):
         for skip in (int(k) for k in args.skips.split(",")):
@@ -58,7 +61,7 @@ def main() -> None:
                 frame = reconstruct_set(reconstructor, dataset, set_type, args.batch_size)
                 write_results(frame, results_path(folder, set_type, dataset.name))
             seconds = time.perf_counter() - started
-            aurocs, _ = ood_aurocs(folder)
+            aurocs, _ = ood_aurocs(folder, args.metric.split(","), score=args.score)
             row = {"mode": mode, "skip": skip, "calls/signal": reconstructor.settings["model_evaluations_per_signal"],
                    "seconds": round(seconds, 1), **aurocs.round(3).to_dict()}
             if not rows:

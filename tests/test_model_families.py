@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
+from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE
 from src.diffusion.latent import LATENT_SCALE_BATCHES, load_vqvae
 
 TINY = {
@@ -40,7 +41,7 @@ def test_comparison_table_has_a_column_per_run(runs):
     result = run_cli("ood_detection.py", f"--output_dir={runs}", f"--model_name={','.join(SCORED)}")
     header = next(line for line in result.stdout.splitlines() if line.startswith("dataset"))
     assert header.split()[1:] == SCORED
-    table = pd.read_csv(runs / "ood_comparison_mse.csv", index_col="dataset")
+    table = pd.read_csv(runs / f"ood_comparison_{'-'.join(DEFAULT_METRICS)}_{DEFAULT_SCORE}.csv", index_col="dataset")
     assert list(table.columns) == SCORED and list(table.index) == ["Noise", "mean"]
     assert table.loc["Noise"].between(0, 1).all()
 

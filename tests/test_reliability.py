@@ -191,3 +191,15 @@ def test_bad_prep_flags(tmp_path, flags, fragment):
                      f"--new_data_root={tmp_path / 'out'}", "--trim_length=32", *flags, check=False)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.h5"))
+
+
+def test_ood_detection_refuses_unknown_scores_metrics_and_results_without_the_metric(trained):
+    files, runs = trained
+    reconstruct(files, runs, "m", "--overwrite=1")
+    for flag, fragment in (("--metric=mse,foo", "foo"), ("--score=best", "best"), ("--n_bootstrap=x", "n_bootstrap")):
+        result = run_cli("ood_detection.py", f"--output_dir={runs}", "--model_name=m", flag, check=False)
+        assert_one_line_error(result, fragment)
+    val = runs / "m" / "ood" / "results_val.csv"
+    pd.read_csv(val).drop(columns=["env"]).to_csv(val, index=False)  # as written before env existed
+    result = run_cli("ood_detection.py", f"--output_dir={runs}", "--model_name=m", "--metric=mse,env", check=False)
+    assert_one_line_error(result, "'env'", "--overwrite=1")

@@ -6,6 +6,7 @@ out = 1, one value per out dataset found in the ood folder plus their mean.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from src.errors import UserError
-from src.ood.results import read_results
+from src.ood.results import METRICS, read_results
+from src.ood.scores import fit_score
 
-STD_FLOOR = 1e-12  # a start point whose val errors are all equal carries no scale
+DEFAULT_SCORE = "zmean"
+DEFAULT_METRICS = ["mse"]
 
 
 def load_sets(ood_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -32,13 +35,15 @@ def load_sets(ood_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.D
 
 
 def error_table(frame: pd.DataFrame, metric: str, where: str) -> pd.DataFrame:
-    """Errors as [signal, t]; every signal must have every t."""
+    """Errors as [signal, t]; every signal must have every t. NaN and inf (diverged) are kept."""
     if metric not in frame.columns:
-        raise UserError(f"results for {where} have no {metric!r} column; choose --metric from the columns present")
-    table = frame.pivot_table(index="filename", columns="t", values=metric, aggfunc="mean")
-    if table.isna().any().any():
+        raise UserError(f"results for {where} have no {metric!r} column (present: "
+                        f"{', '.join(m for m in METRICS if m in frame.columns)}); choose another --metric or "
+                        "re-run reconstruct.py with --overwrite=1 to record every metric")
+    rows = frame.pivot_table(index="filename", columns="t", values=metric, aggfunc="size")
+    if rows.isna().any().any():
         raise UserError(f"results for {where} miss some (signal, t) rows; run reconstruct.py again")
-    return table
+    return frame.pivot_table(index="filename", columns="t", values=metric, aggfunc="mean", dropna=False)
 
 
 def kept_t(available: list[int], min_t: int, max_t: int, t_skip: int) -> list[int]:
@@ -50,16 +55,109 @@ def kept_t(available: list[int], min_t: int, max_t: int, t_skip: int) -> list[in
     return kept
 
 
-def fit_val_statistics(val_table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Mean and standard deviation of the val errors at each t."""
-    if len(val_table) < 2:
-        raise UserError("the val results hold fewer than 2 signals; a standard deviation needs more")
-    return val_table.mean(axis=0), val_table.std(axis=0, ddof=1).clip(lower=STD_FLOOR)
+@dataclass
+class ScoredSets:
+    """One run's OOD scores per signal for every set, and how they were made."""
+
+    score: str
+    metrics: list[str]
+    ts: list[int]
+    val: pd.Series
+    inside: pd.Series
+    outs: dict[str, pd.Series]
+    auto_dropped: list[int] = field(default_factory=list)
 
 
-def zmean_scores(table: pd.DataFrame, mean: pd.Series, std: pd.Series) -> pd.Series:
-    """The paper's score: mean over t of the one-sided z-score (higher = more unusual)."""
-    return ((table - mean) / std).mean(axis=1)
+def feature_table(frame: pd.DataFrame, metrics: list[str], ts: list[int], where: str) -> pd.DataFrame:
+    """Errors as [signal, (metric, t)] for the given metrics and start points.
+
+    A non-finite error (a reconstruction that diverged) is refused in val, where it would break the
+    fitted statistics; elsewhere :func:`score_sets` makes that signal maximally unusual.
+    """
+    tables = {}
+    for metric in metrics:
+        table = error_table(frame, metric, where)
+        missing = sorted(set(ts) - set(table.columns))
+        if missing:
+            raise UserError(f"results for {where} lack start points {missing} that val has; "
+                            "reconstruct every set with the same --num_inference_steps and --inference_skip_factor")
+        tables[metric] = table[ts]
+    features = pd.concat(tables, axis=1)
+    finite = np.isfinite(features.to_numpy())
+    if where == "val" and not finite.all():
+        bad = sorted({t for metric, t in features.columns[~finite.all(axis=0)]})
+        raise UserError(f"val errors are NaN or infinite at t = {bad} (diverged reconstructions); "
+                        "drop them with --auto_t=1 or --max_t")
+    return features
+
+
+@dataclass
+class Detector:
+    """A score fitted on one run's val errors: which metrics and t it reads, and the fitted function."""
+
+    score: str
+    metrics: list[str]
+    ts: list[int]
+    auto_dropped: list[int]
+    scorer: object
+    val_features: pd.DataFrame
+
+    def __call__(self, features: pd.DataFrame) -> pd.Series:
+        """Scores of errors [signal, (metric, t)]; a diverged (non-finite) reconstruction scores the maximum."""
+        errors = features.to_numpy()
+        finite = np.isfinite(errors)
+        values = self.scorer(np.where(finite, errors, 0.0))
+        values[~finite.all(axis=1)] = np.finfo(np.float64).max
+        return pd.Series(values, index=features.index)
+
+    def score_frame(self, frame: pd.DataFrame, where: str) -> pd.Series:
+        """Scores of a results frame (rows per (signal, t), as reconstruct.py writes)."""
+        return self(feature_table(frame, self.metrics, self.ts, where)).rename(where)
+
+    def crossfit_val_scores(self, folds: int = 5, seed: int = 0) -> pd.Series:
+        """Out-of-sample val scores: each fold scored by the score fitted on the other folds.
+
+        A fitted score sees its own val signals as more typical than new in-distribution signals,
+        so thresholds come from these instead.
+        """
+        n = len(self.val_features)
+        fold_of = np.random.default_rng(seed).permutation(n) % min(folds, n)
+        values = np.empty(n)
+        groups = metric_groups(self.val_features, self.metrics)
+        for fold in np.unique(fold_of):
+            held_out = fold_of == fold
+            scorer = fit_score(self.score, self.val_features.to_numpy()[~held_out], groups)
+            values[held_out] = scorer(self.val_features.to_numpy()[held_out])
+        return pd.Series(values, index=self.val_features.index, name="val")
+
+
+def metric_groups(features: pd.DataFrame, metrics: list[str]) -> np.ndarray:
+    return features.columns.get_level_values(0).map(metrics.index).to_numpy()
+
+
+def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
+                 min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False) -> Detector:
+    """Fit ``score`` on the val results alone (``metrics`` at the kept t, optionally --auto_t)."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    ts = kept_t(list(error_table(val, metrics[0], "val").columns), min_t, max_t, t_skip)
+    dropped = []
+    if auto_t:
+        ts, dropped = informative_t({metric: error_table(val, metric, "val")[ts] for metric in metrics})
+    features = feature_table(val, metrics, ts, "val")
+    if len(features) < 2:
+        raise UserError("the val results hold fewer than 2 signals; fitting a score needs more")
+    scorer = fit_score(score, features.to_numpy(), metric_groups(features, metrics))
+    return Detector(score, metrics, ts, dropped, scorer, features)
+
+
+def score_sets(ood_dir: Path, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
+               min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False) -> ScoredSets:
+    """Fit ``score`` on the val errors (``metrics`` at the kept t) and score val, in and every out set."""
+    val, inside, outs = load_sets(ood_dir)
+    detector = fit_detector(val, metrics, score, min_t, max_t, t_skip, auto_t)
+    return ScoredSets(score, detector.metrics, detector.ts, detector.score_frame(val, "val"),
+                      detector.score_frame(inside, "in"),
+                      {name: detector.score_frame(frame, name) for name, frame in outs.items()}, detector.auto_dropped)
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
@@ -67,23 +165,48 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, np.r_[in_scores, out_scores]))
 
 
-def ood_aurocs(ood_dir: Path, metric: str = "mse", min_t: int = 0, max_t: int = 1000,
-               t_skip: int = 1) -> tuple[pd.Series, list[int]]:
-    """AUROC per out dataset (and their mean) for one run; also returns the t values used."""
-    val, inside, outs = load_sets(ood_dir)
-    val_table = error_table(val, metric, "val")
-    ts = kept_t(list(val_table.columns), min_t, max_t, t_skip)
-    mean, std = fit_val_statistics(val_table[ts])
-
-    def scores(frame: pd.DataFrame, where: str) -> np.ndarray:
-        table = error_table(frame, metric, where)
-        missing = sorted(set(ts) - set(table.columns))
-        if missing:
-            raise UserError(f"results for {where} lack start points {missing} that val has; "
-                            "reconstruct every set with the same --num_inference_steps and --inference_skip_factor")
-        return zmean_scores(table[ts], mean, std).to_numpy()
-
-    in_scores = scores(inside, "in")
-    values = {name: auroc(in_scores, scores(frame, name)) for name, frame in outs.items()}
+def auroc_table(scored: ScoredSets) -> pd.Series:
+    """AUROC of in (0) against each out set (1), and their mean."""
+    values = {name: auroc(scored.inside.to_numpy(), out.to_numpy()) for name, out in scored.outs.items()}
     values["mean"] = float(np.mean(list(values.values())))
-    return pd.Series(values, name="AUROC"), ts
+    return pd.Series(values, name="AUROC")
+
+
+def ood_aurocs(ood_dir: Path, metric: str | list[str] = tuple(DEFAULT_METRICS), min_t: int = 0, max_t: int = 1000, t_skip: int = 1,
+               score: str = DEFAULT_SCORE, auto_t: bool = False) -> tuple[pd.Series, list[int]]:
+    """AUROC per out dataset (and their mean) for one run; also returns the t values used."""
+    scored = score_sets(ood_dir, metric, score, min_t, max_t, t_skip, auto_t)
+    return auroc_table(scored), scored.ts
+
+
+CONSTANT_CV = 1e-3  # val errors this tight (relative to their mean) carry no information
+DIVERGING_ROBUST_Z = 3.5  # a log-CV this many robust standard deviations above the others' is diverging
+
+
+def informative_t(val_tables: dict[str, pd.DataFrame]) -> tuple[list[int], list[int]]:
+    """--auto_t: the start points whose val errors are usable, and those dropped. Val only.
+
+    A start point is dropped when, for any metric, its val errors
+    - are NaN or infinite (the reconstruction diverged),
+    - are (nearly) constant: coefficient of variation std / mean below ``CONSTANT_CV``, or
+    - are far more dispersed than at the other start points: the robust z-score (median and MAD over
+      t) of log(CV) above ``DIVERGING_ROBUST_Z``. Heavy tails there mean some in-distribution
+      reconstructions run away; z-scores of such a t are mostly noise.
+    """
+    first = next(iter(val_tables.values()))
+    drop = pd.Series(False, index=first.columns)
+    for table in val_tables.values():
+        finite = np.isfinite(table).all(axis=0)
+        drop |= ~finite
+        spread = table.loc[:, finite].std(axis=0, ddof=1) / table.loc[:, finite].mean(axis=0).abs()
+        drop |= (spread.fillna(0.0) < CONSTANT_CV).reindex(drop.index, fill_value=False)
+        log_cv = np.log(spread[spread >= CONSTANT_CV])
+        if len(log_cv) >= 3:
+            mad = 1.4826 * (log_cv - log_cv.median()).abs().median()
+            drop |= ((log_cv - log_cv.median()) / max(mad, 1e-12) > DIVERGING_ROBUST_Z).reindex(drop.index,
+                                                                                               fill_value=False)
+    kept = [t for t in first.columns if not drop[t]]
+    if not kept:
+        raise UserError("--auto_t dropped every start point (val errors diverge or are constant everywhere); "
+                        "check the run's reconstructions or choose --min_t/--max_t by hand")
+    return kept, [t for t in first.columns if drop[t]]
