@@ -1,0 +1,51 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from src.ood.metrics import bootstrap_auroc, fpr_at_tpr, metrics_table, ood_metrics, rank_auroc
+
+
+def test_metrics_equal_scikit_learn_on_a_known_case():
+    in_scores = np.array([0.1, 0.2, 0.3, 0.35, 0.8])
+    out_scores = np.array([0.3, 0.5, 0.9, 1.2])
+    values = ood_metrics(in_scores, out_scores, n_bootstrap=0)
+    labels = np.r_[np.zeros(5), np.ones(4)]
+    scores = np.r_[in_scores, out_scores]
+    assert values["AUROC"] == pytest.approx(roc_auc_score(labels, scores))
+    assert values["AUPR_Out"] == pytest.approx(average_precision_score(labels, scores))
+    assert values["AUPR_In"] == pytest.approx(average_precision_score(1 - labels, -scores))
+    # By hand: 0.3 beats 2 in and ties one (half), 0.5 beats 4, 0.9 and 1.2 beat all 5.
+    assert values["AUROC"] == pytest.approx((2.5 + 4 + 5 + 5) / 20)
+    assert np.isnan(values["AUROC_low"])
+
+
+def test_fpr_at_95_tpr_counts_out_signals_below_the_in_threshold():
+    in_scores = np.arange(100, dtype=float)  # accepting 95 of them needs a threshold at 94
+    out_scores = np.array([10.0, 50.0, 93.5, 94.0, 99.0, 200.0])
+    assert fpr_at_tpr(in_scores, out_scores) == pytest.approx(4 / 6)  # 10, 50, 93.5 and the tie at 94
+    assert fpr_at_tpr(np.zeros(10), np.ones(5)) == 0.0
+
+
+def test_rank_auroc_matches_scikit_learn_row_by_row():
+    rng = np.random.default_rng(0)
+    inside, outside = rng.integers(0, 5, size=(7, 12)).astype(float), rng.integers(0, 6, size=(7, 9)).astype(float)
+    expected = [roc_auc_score(np.r_[np.zeros(12), np.ones(9)], np.r_[i, o]) for i, o in zip(inside, outside)]
+    np.testing.assert_allclose(rank_auroc(inside, outside), expected)
+
+
+def test_bootstrap_interval_brackets_the_auroc_and_narrows_with_more_signals():
+    rng = np.random.default_rng(1)
+    small = bootstrap_auroc(rng.normal(0, 1, 30), rng.normal(1, 1, 30), 500)
+    large = bootstrap_auroc(rng.normal(0, 1, 600), rng.normal(1, 1, 600), 500)
+    assert small[0] < 0.76 < small[1] and large[0] < 0.76 < large[1]  # Phi(1 / sqrt 2) = 0.760
+    assert large[1] - large[0] < (small[1] - small[0]) / 2
+    assert bootstrap_auroc(np.zeros(5), np.ones(5), 100) == (1.0, 1.0)
+
+
+def test_metrics_table_has_a_row_per_out_set_and_a_mean():
+    inside = pd.Series([0.0, 1.0, 2.0])
+    table = metrics_table(inside, {"B": pd.Series([3.0, 4.0]), "A": pd.Series([0.5, 1.5])}, n_bootstrap=50)
+    assert list(table.index) == ["A", "B", "mean"]
+    assert table.loc["B", "AUROC"] == 1.0 and table.loc["A", "AUROC"] == pytest.approx(0.5)
+    assert table.loc["mean", "AUROC"] == pytest.approx(0.75) and np.isnan(table.loc["mean", "AUROC_low"])
