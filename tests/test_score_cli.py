@@ -1,0 +1,155 @@
+"""score.py: scoring new recordings with a trained run (threshold at a target FPR, parity with ood_detection)."""
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from conftest import TINY_NET, assert_one_line_error, make_processed, run_cli, write_processed
+from score import val_threshold
+from src.ood.results import read_results
+from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+
+FPR = 0.2
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Tone (in) / Noise (out) windows [24, 2, 48]; a tiny run (30 epochs of 3 batches, ~10 s) that tells them
+    apart; val, in and out reconstructed at 4 start points."""
+    root = tmp_path_factory.mktemp("score")
+    data = make_processed(root / "data")
+    runs = root / "runs"
+    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
+            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
+            "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3")
+    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
+            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
+            "--num_inference_steps=100", f"--batch_size={BATCH}")
+    return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+
+
+@pytest.fixture(scope="module")
+def scored(run):
+    """One score.py call on the in (Tone test) and out (Noise test) files, as reconstruct.py read them."""
+    result = run_cli("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--fpr={FPR}",
+                     f"--input={run['data']['Tone_test']},{run['data']['Noise_test']}", f"--batch_size={BATCH}")
+    ood = run["run"] / "ood"
+    return {"stdout": result.stdout, "in": pd.read_csv(ood / "scores_Tone_raw_data_test.csv"),
+            "out": pd.read_csv(ood / "scores_Noise_raw_data_test.csv")}
+
+
+def score(run, *args, check=True):
+    return run_cli("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--batch_size={BATCH}", *args,
+                   check=check)
+
+
+def val_detector(run):
+    return fit_detector(read_results(run["run"] / "ood" / "results_val.csv"), DEFAULT_METRICS, DEFAULT_SCORE)
+
+
+@pytest.mark.parametrize("n", [7, 24, 100, 1001])
+@pytest.mark.parametrize("fpr", [0.01, 0.05, 0.2, 0.5, 0.9])
+def test_threshold_flags_the_target_share_of_val(n, fpr):
+    values = np.random.default_rng(n).standard_normal(n)
+    threshold, achieved = val_threshold(values, fpr)
+    assert achieved == np.mean(values > threshold)
+    assert abs(achieved - fpr) <= 1 / n + 1e-12
+
+
+def test_cli_threshold_is_the_crossfitted_val_quantile(run, scored):
+    crossfit = val_detector(run).crossfit_val_scores().to_numpy()
+    n_val = len(crossfit)
+    threshold = scored["in"]["threshold"].iloc[0]
+    assert (scored["in"]["threshold"] == threshold).all() and (scored["out"]["threshold"] == threshold).all()
+    assert threshold == pytest.approx(np.quantile(crossfit, 1 - FPR), rel=1e-6)
+    assert abs(np.mean(crossfit > threshold) - FPR) <= 1 / n_val
+    printed = re.findall(r"threshold (\S+), target FPR (\S+), val FPR (\S+)", scored["stdout"])
+    assert len(printed) == 2, scored["stdout"]
+    for printed_threshold, target, val_fpr in printed:
+        assert float(printed_threshold) == pytest.approx(threshold, rel=1e-5)
+        assert float(target) == FPR and abs(float(val_fpr) - FPR) <= 1 / n_val
+        assert float(val_fpr) == pytest.approx(np.mean(crossfit > threshold), abs=1e-4)
+
+
+def test_csv_has_one_row_per_window_and_flags_above_threshold(scored):
+    for table in (scored["in"], scored["out"]):
+        assert list(table.columns) == ["filename", "score", "threshold", "ood"]
+        assert len(table) == 24
+        assert (table["ood"] == (table["score"] > table["threshold"]).astype(int)).all()
+    assert list(scored["in"]["filename"]) == [f"Tone_raw_data_test:{i}" for i in range(24)]
+
+
+def test_in_distribution_is_flagged_about_fpr_and_out_more(scored):
+    in_rate, out_rate = scored["in"]["ood"].mean(), scored["out"]["ood"].mean()
+    assert in_rate <= FPR + 0.3, in_rate  # 24 windows: roughly FPR, with room for sampling noise
+    assert out_rate >= 0.5 and out_rate > in_rate, (in_rate, out_rate)
+    labels = np.r_[np.zeros(len(scored["in"])), np.ones(len(scored["out"]))]
+    assert roc_auc_score(labels, np.r_[scored["in"]["score"], scored["out"]["score"]]) > 0.75
+    assert scored["out"]["score"].mean() > scored["in"]["score"].mean()
+
+
+def test_scores_equal_the_pipeline_detector_on_the_same_signals(run, scored):
+    detector = val_detector(run)
+    ood = run["run"] / "ood"
+    for results, table in (("results_in.csv", scored["in"]), ("results_Noise.csv", scored["out"])):
+        expected = detector.score_frame(read_results(ood / results), "in")
+        assert sorted(expected.index) == sorted(table["filename"])
+        np.testing.assert_allclose(table["score"].to_numpy(), expected.reindex(table["filename"]).to_numpy(),
+                                   rtol=1e-5, atol=1e-9)
+
+
+def test_npy_recording_is_cut_into_windows_of_the_run_length_and_normalised(run, tmp_path):
+    n = np.arange(5 * 48 + 7)  # 5 windows of 48 samples, a tail of 7 dropped
+    stream = np.exp(1j * (0.3 * n + 0.4)).astype(np.complex64)
+    np.save(tmp_path / "tone.npy", stream)
+    np.save(tmp_path / "loud.npy", 10 * stream)
+    frames = np.stack([stream[:100], stream[100:200]])  # 2-D: frames as given, 2 windows of 48 each
+    np.save(tmp_path / "frames.npy", frames)
+    score(run, f"--input={tmp_path / 'tone.npy'},{tmp_path / 'loud.npy'},{tmp_path / 'frames.npy'}",
+          f"--fpr={FPR}", f"--out={tmp_path / 'all.csv'}")
+    table = pd.read_csv(tmp_path / "all.csv")
+    tone = table[table["filename"].str.startswith("tone:")]
+    assert list(tone["filename"]) == [f"tone:{i}" for i in range(5)]
+    assert (table["filename"].str.startswith("frames:")).sum() == 4
+    loud = table[table["filename"].str.startswith("loud:")]
+    np.testing.assert_allclose(loud["score"].to_numpy(), tone["score"].to_numpy(), rtol=1e-4, atol=1e-6)
+    assert np.isfinite(table["score"]).all()
+
+
+def test_bad_inputs_get_one_clear_line(run, tmp_path):
+    good = str(run["data"]["Tone_test"])
+    short = write_processed(tmp_path / "Short_raw_data_test.h5", np.ones((3, 2, 32)), "Short")
+    np.save(tmp_path / "tiny.npy", np.ones(10, np.complex64))
+    cases = [
+        (["--model_name=nope", f"--input={good}"], ["no config.json"]),
+        ([f"--input={tmp_path / 'missing.npy'}"], ["missing.npy"]),
+        ([f"--input={short}"], ["32 samples", "48"]),
+        ([f"--input={tmp_path / 'tiny.npy'}"], ["shorter than one window", "48"]),
+        ([f"--input={good}", "--fpr=1.5"], ["--fpr"]),
+        ([f"--input={good}", "--fpr=0"], ["--fpr"]),
+        ([f"--input={good}", "--metric=bogus"], ["bogus"]),
+        ([f"--input={good}", f"--out={tmp_path}"], ["--out", "folder"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(score(run, *args, check=False), *fragments)
+
+
+def test_missing_reconstruction_settings_say_run_reconstruct_first(run, tmp_path):
+    copy = tmp_path / "runs" / "tiny"
+    (copy / "ood").mkdir(parents=True)
+    for name in ("config.json", "checkpoint.pth"):
+        shutil.copy(run["run"] / name, copy / name)
+    shutil.copy(run["run"] / "ood" / "results_val.csv", copy / "ood" / "results_val.csv")
+    result = run_cli("score.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny",
+                     f"--input={run['data']['Tone_test']}", check=False)
+    assert_one_line_error(result, "reconstruction.json", "reconstruct.py")
+    settings = json.loads((run["run"] / "ood" / "reconstruction.json").read_text())
+    (copy / "ood" / "reconstruction.json").write_text(json.dumps({**settings, "start_points": [1, 2]}))
+    result = run_cli("score.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny",
+                     f"--input={run['data']['Tone_test']}", check=False)
+    assert_one_line_error(result, "results_val.csv", "reconstruct.py")
