@@ -70,7 +70,8 @@ def test_ood_detection_lists_every_out_dataset(pipeline):
     inside = table.drop(index="mean")
     assert ((inside["AUROC_low"] <= inside["AUROC"] + 1e-9) & (inside["AUROC"] <= inside["AUROC_high"] + 1e-9)).all()
     summary = json.loads((ood / f"auroc_{suffix}.json").read_text())
-    assert summary["score"] == DEFAULT_SCORE and summary["auroc"]["mean"] == pytest.approx(table.loc["mean", "AUROC"])
+    assert summary["score"] == DEFAULT_SCORE
+    assert summary["auroc"]["mean"] == pytest.approx(table.loc["mean", "AUROC"], abs=1e-4)  # csv has 4 decimals
 
 
 def test_ood_detection_writes_a_report_with_plots(pipeline):

@@ -13,7 +13,8 @@ def rows(set_type, name, errors_by_t):
     ts = sorted(errors_by_t)
     errors = np.array([errors_by_t[t] for t in ts])  # [n_t, n_signals]
     ids = [f"{name}:{i}" for i in range(errors.shape[1])]
-    return results_frame(ids, set_type, name, ts, {"mse": errors, "mae": np.sqrt(errors)})
+    return results_frame(ids, set_type, name, ts, {"mse": errors, "mae": np.sqrt(errors), "env": errors / 2,
+                                                    "lsd": np.sqrt(errors) + 1.0})
 
 
 def write_sets(ood_dir, sets):
@@ -37,7 +38,7 @@ def test_zmean_auroc_on_a_hand_made_case(tmp_path):
     far = rows("out", "Far", {10: [6.0, 8.0], 20: [60.0, 80.0]})
     near = rows("out", "Near", {10: [3.0, 1.0], 20: [20.0, 20.0]})  # z = 0.354, -0.354
     write_sets(tmp_path, {"val": val, "in": inside, "Far": far, "Near": near})
-    table, ts = ood_aurocs(tmp_path)
+    table, ts = ood_aurocs(tmp_path, "mse", score="zmean")
     assert ts == [10, 20]
     assert table["Far"] == 1.0
     # Near's 0.354 beats in's 0 (1 win) and loses to 0.707; -0.354 loses to both: 1 of 4 pairs.

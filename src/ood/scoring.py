@@ -1,8 +1,9 @@
-"""OOD scores from reconstruction errors, and the AUROC table (DESIGN.md, "OOD scoring").
+"""From results files to OOD scores and AUROCs (DESIGN.md, "OOD scoring", extended).
 
-For each metric and start point t: z = (error - mean_val(t)) / std_val(t), with the statistics
-fitted on the val set only. A signal's score is its mean z over the kept t; AUROC treats in = 0 and
-out = 1, one value per out dataset found in the ood folder plus their mean.
+Each signal's errors at the kept start points t, for each chosen metric, form its feature vector
+[(metric, t)]. A :class:`Detector` fits a score (:mod:`src.ood.scores`) on the val features only and
+scores any set; AUROC treats in = 0 and out = 1, one value per out dataset in the ood folder plus
+their mean. The paper's method is ``score="zmean", metrics=["mse"]``.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from src.errors import UserError
 from src.ood.results import METRICS, read_results
 from src.ood.scores import fit_score
 
-DEFAULT_SCORE = "zmean"
-DEFAULT_METRICS = ["mse"]
+DEFAULT_SCORE = "pooled"  # chosen on benchmarks/bench_scores.py; see the README, "Choosing the OOD score"
+DEFAULT_METRICS = ["mse", "env", "lsd"]
 
 
 def load_sets(ood_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
