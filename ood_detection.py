@@ -34,6 +34,7 @@ def create_argparser() -> Parser:
     add_score_args(parser)
     parser.add_argument("--n_bootstrap", type=int, default=1000,
                         help="bootstrap resamples for the AUROC 95%% interval; 0 skips it (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap (default: %(default)s)")
     parser.add_argument("--report", type=flag, default=1,
                         help="1: write report.md and its PNG plots in each run's ood folder (default: %(default)s)")
     return parser
@@ -55,7 +56,8 @@ def format_table(table: pd.DataFrame) -> str:
 def method_line(model_name: str, settings: dict, detector) -> str:
     ts = detector.ts
     dropped = f", auto_t dropped t = {detector.auto_dropped}" if detector.auto_dropped else ""
-    return (f"{model_name}: {settings.get('mode', '?')}, {len(ts)} start points (t = {ts[0]}..{ts[-1]}{dropped}), "
+    points = f"{len(ts)} start points (t = {ts[0]}..{ts[-1]}" if len(ts) > 1 else f"1 start point (t = {ts[0]}"
+    return (f"{model_name}: {settings.get('mode', '?')}, {points}{dropped}), "
             f"{settings.get('model_evaluations_per_signal', '?')} network calls per signal")
 
 
@@ -79,20 +81,15 @@ def evaluate_run(args, model_name: str, metric_name: str) -> tuple[pd.DataFrame,
     if args.report:
         title = f"OOD report: {model_name} ({args.score} score on {','.join(args.metric)})"
         path = write_report(run.ood_dir, title, [method, f"score: {args.score}, {DESCRIPTIONS[args.score]}",
-                                                 f"metrics: {','.join(args.metric)}; fitted on {len(val_ids(val))} "
+                                                 f"metrics: {','.join(args.metric)}; fitted on {val['filename'].nunique()} "
                                                  f"val signals, tested on {len(scores['in'])} in signals"],
                             table, detector, scores, frames)
         log.info("wrote %s", path)
     return table, method
 
 
-def val_ids(val: pd.DataFrame) -> list[str]:
-    return list(val["filename"].unique())
-
-
 def main() -> None:
     args = create_argparser().parse_args()
-    args.seed = 0
     setup_logging()
     metric_name = "-".join(args.metric)
     tables, methods = {}, []
