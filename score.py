@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from src.cli import (Parser, add_dist_args, add_loader_args, add_score_args, comma_list, fraction, positive_int,
                      run_main, setup_logging)
 from src.data.datasets import SignalDataset, display_name
-from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, read_recording
+from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort, read_recording
 from src.data.signal_trim_and_unpack import NORMALIZATIONS, cut_windows, normalize_rms
 from src.diffusion.engine import MODES
 from src.errors import UserError
@@ -61,7 +61,8 @@ def create_argparser() -> Parser:
     parser.add_argument("--normalize", choices=NORMALIZATIONS, default="rms",
                         help="raw recordings only: rms scales each window to unit power, as prep does; none keeps "
                              "the raw scale (default: %(default)s). Processed h5 files are used as they are")
-    parser.add_argument("--first_n", type=positive_int, default=None, help="only the first N windows of each input")
+    parser.add_argument("--first_n", type=positive_int, default=None,
+                        help="only the first N windows of each input (default: all)")
     add_score_args(parser)  # --score, --metric, --min_t, --max_t, --t_skip, --auto_t as ood_detection.py
     parser.add_argument("--max_chains", type=positive_int, default=None,
                         help="most signals (start points x batch) in one network call (default: as reconstruct.py)")
@@ -181,11 +182,9 @@ def read_input(path: Path, signal_length: int, normalize: str, first_n: int | No
         return dataset
     try:
         frames, _, _ = read_recording(path, signal_length)  # a stream is cut straight into windows
-    except UserError as err:
-        if "shorter than one frame" in str(err):
-            raise UserError(f"{path} is shorter than one window of the run's {signal_length} samples; "
-                            "use a longer recording") from err
-        raise
+    except RecordingTooShort as err:
+        raise UserError(f"{path} is shorter than one window of the run's {signal_length} samples; "
+                        "use a longer recording") from err
     if frames.shape[1] < signal_length:
         raise UserError(f"{path} holds frames of {frames.shape[1]} samples, shorter than one window of the run's "
                         f"{signal_length} samples; use longer frames")

@@ -87,11 +87,15 @@ def read_recording(path: Path, frame_length: int = DEFAULT_FRAME_LENGTH) -> tupl
     return frames, sig_type, output_stem(path)
 
 
+class RecordingTooShort(UserError):
+    """A stream shorter than one frame; callers that choose the frame length themselves reword it."""
+
+
 def cut_frames(path: Path, stream: np.ndarray, frame_length: int) -> np.ndarray:
     """Consecutive frames [N, frame_length] of a 1-D stream; the tail is dropped."""
     n_frames = len(stream) // frame_length
     if n_frames == 0:
-        raise UserError(f"{path} holds {len(stream)} samples, shorter than one frame of --frame_length "
+        raise RecordingTooShort(f"{path} holds {len(stream)} samples, shorter than one frame of --frame_length "
                         f"{frame_length}; lower --frame_length or use a longer recording")
     return stream[:n_frames * frame_length].reshape(n_frames, frame_length)
 
