@@ -49,8 +49,9 @@ def format_table(table: pd.DataFrame) -> str:
         if name == "mean":
             lines.append("-" * len(header))
         lines.append(str(name).ljust(width) + "".join(
-            f"  {value:>{max(8, len(column))}.3f}" for column, value in zip(table.columns, row)))
-    return "\n".join(lines).replace("nan", "  -")
+            f"  {'-' if pd.isna(value) else f'{value:.3f}':>{max(8, len(column))}}"
+            for column, value in zip(table.columns, row)))
+    return "\n".join(lines)
 
 
 def method_line(model_name: str, settings: dict, detector) -> str:
@@ -80,10 +81,10 @@ def evaluate_run(args, model_name: str, metric_name: str) -> tuple[pd.DataFrame,
                "auroc": table["AUROC"].to_dict()}, run.ood_dir / f"auroc_{suffix}.json")
     if args.report:
         title = f"OOD report: {model_name} ({args.score} score on {','.join(args.metric)})"
-        path = write_report(run.ood_dir, title, [method, f"score: {args.score}, {DESCRIPTIONS[args.score]}",
-                                                 f"metrics: {','.join(args.metric)}; fitted on {val['filename'].nunique()} "
-                                                 f"val signals, tested on {len(scores['in'])} in signals"],
-                            table, detector, scores, frames)
+        fitting = (f"metrics: {','.join(args.metric)}; fitted on {val['filename'].nunique()} val signals, "
+                   f"tested on {len(scores['in'])} in signals")
+        lines = [method, f"score: {args.score}, {DESCRIPTIONS[args.score]}", fitting]
+        path = write_report(run.ood_dir, title, lines, table, detector, scores, frames)
         log.info("wrote %s", path)
     return table, method
 
