@@ -14,6 +14,7 @@ from sklearn.metrics import roc_curve
 
 from src.figures import new_figure
 from src.io import atomic_path
+from src.ood.scores import ZScore
 from src.ood.scoring import Detector, feature_table
 
 REPORT_DIR = "report"  # PNGs go to <run>/ood/report/
@@ -53,10 +54,11 @@ def histogram_figure(sets: dict[str, pd.Series], score: str) -> Figure:
 
 def z_profiles(detector: Detector, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Mean z-score over each set's signals, as [metric, t], with val's mean and std per (metric, t)."""
-    mean, std = detector.val_features.mean(axis=0), detector.val_features.std(axis=0, ddof=1).clip(lower=1e-12)
+    zscore = ZScore().fit(detector.val_features.to_numpy(), groups=None)
     profiles = {}
     for name, frame in frames.items():
-        z = ((feature_table(frame, detector.metrics, detector.ts, name) - mean) / std).mean(axis=0)
+        features = feature_table(frame, detector.metrics, detector.ts, name)
+        z = pd.Series(zscore.z(features.to_numpy()).mean(axis=0), index=features.columns)
         profiles[name] = z.unstack(level=1)
     return profiles
 
@@ -100,8 +102,8 @@ def write_report(ood_dir: Path, title: str, method_lines: list[str], metrics: pd
     for name, figure in plots.items():
         save_png(figure, ood_dir / REPORT_DIR / name)
     lines = [f"# {title}", "", *[f"- {line}" for line in method_lines], "",
-             "AUROC and AUPR-Out: out is the positive class; AUPR-In: in is; FPR@95TPR: fraction of out "
-             "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval.", "",
+             ("AUROC and AUPR-Out: out is the positive class; AUPR-In: in is; FPR@95TPR: fraction of out "
+              "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval."), "",
              markdown_table(metrics), "",
              "## ROC curves", "", f"![ROC curves]({REPORT_DIR}/roc.png)", "",
              "## Per-signal scores", "", f"![score histograms]({REPORT_DIR}/score_histograms.png)", "",

@@ -30,7 +30,7 @@ ERROR_FLOOR = 1e-12  # errors are clipped here before taking logs
 class ZScore:
     """Per-feature standardisation by the val mean and standard deviation."""
 
-    def fit(self, val: np.ndarray, groups: np.ndarray) -> "ZScore":
+    def fit(self, val: np.ndarray, groups: np.ndarray) -> ZScore:
         self.mean = val.mean(axis=0)
         self.std = np.maximum(val.std(axis=0, ddof=1), STD_FLOOR)
         self.groups = np.asarray(groups)
@@ -51,7 +51,7 @@ class ZAbs(ZScore):
 
 
 class Mahalanobis:
-    def fit(self, val: np.ndarray, groups: np.ndarray) -> "Mahalanobis":
+    def fit(self, val: np.ndarray, groups: np.ndarray) -> Mahalanobis:
         self.model = LedoitWolf().fit(self.features(val))
         return self
 
@@ -63,7 +63,7 @@ class Mahalanobis:
 
 
 class Pooled(Mahalanobis):
-    def fit(self, val: np.ndarray, groups: np.ndarray) -> "Pooled":
+    def fit(self, val: np.ndarray, groups: np.ndarray) -> Pooled:
         self.zscore = ZScore().fit(val, groups)
         return super().fit(val, groups)
 
