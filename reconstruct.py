@@ -11,28 +11,12 @@ Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results
 one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
 from the run's config.json; a flag that contradicts it is an error.
 """
-import json
-import logging
-import shutil
-from pathlib import Path
-
-import pandas as pd
-
 from src.cli import (Parser, add_dist_args, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag,
-                     positive_int, run_main, setup_logging)
-from src.data.datasets import SignalDataset
+                     positive_int, run_main)
 from src.diffusion.engine import MODES
-from src.diffusion.schedulers import SCHEDULE_KEYS
-from src.errors import UserError
-from src.io import load_json, make_dir, save_json
+from src.distributed import distributed
 from src.networks import MODEL_TYPES
-from src.ood.reconstruct import build_reconstructor, check_set_files, reconstruct_set
-from src.ood.results import results_path, write_results
-from src.run import Run, check_agrees
-from src.trainers.distributed import barrier, distributed, on_main
-
-log = logging.getLogger("rfood")
-PARTIAL_DIR = ".partial"  # per-batch results of sets not yet finished
+from src.ood.reconstruction_stage import reconstruct_sets
 
 
 def create_argparser() -> Parser:
@@ -69,82 +53,10 @@ def create_argparser() -> Parser:
     return parser
 
 
-def planned_sets(args) -> list[tuple[str, list[str], int | None]]:
-    """(set type, files, first_n) for each set asked for."""
-    sets = []
-    if args.run_val:
-        if not args.validation_h5file:
-            raise UserError("--run_val=1 needs --validation_h5file")
-        sets.append(("val", [args.validation_h5file], args.first_n_val))
-    if args.run_in:
-        if not args.in_ids:
-            raise UserError("--run_in=1 needs --in_ids")
-        sets.append(("in", args.in_ids, args.first_n))
-    if args.run_out:
-        if not args.out_ids:
-            raise UserError("--run_out=1 needs --out_ids")
-        sets += [("out", [path], args.first_n) for path in args.out_ids]
-    return sets
-
-
 def main() -> None:
     args = create_argparser().parse_args()
     with distributed(args.dist_backend) as dist:
         reconstruct_sets(args, dist)
-
-
-def reconstruct_sets(args, dist) -> None:
-    run = Run(args.output_dir, args.model_name)
-    config = run.load_config()
-    check_agrees(config["network"], {"model_type": args.model_type}, run.config_path)
-    check_agrees(config.get("scheduler", {}), {key: getattr(args, key) for key in SCHEDULE_KEYS}, run.config_path)
-    check_set_files(args.validation_h5file if args.run_val else None, args.in_ids if args.run_in else [],
-                    args.out_ids if args.run_out else [])
-    datasets = [(set_type, [SignalDataset(path, first_n, args.cache_data) for path in paths])
-                for set_type, paths, first_n in planned_sets(args)]  # opened up front: a bad path fails early
-
-    ood_dir = on_main(dist, make_dir, run.ood_dir)
-    setup_logging(run.log_file, main_process=dist.is_main)
-    reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
-                                        args.seed, dist.device, args.reconstruction_mode, args.max_chains,
-                                        args.compile)
-    settings = {**reconstructor.settings, "seed": args.seed, "first_n": args.first_n,
-                "first_n_val": args.first_n_val}
-    log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
-             len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)
-    paths = [results_path(ood_dir, set_type, files[0].name) for set_type, files in datasets]
-    on_main(dist, start_results, ood_dir, settings, paths, args.overwrite)
-    for (set_type, files), path in zip(datasets, paths):
-        if on_main(dist, path.is_file):
-            log.info("%s is already complete; skipped (--overwrite=1 redoes it)", path)
-            continue
-        frames = [reconstruct_set(reconstructor, dataset, set_type, args.batch_size, dist, args.num_workers,
-                                  partial_dir=ood_dir / PARTIAL_DIR) for dataset in files]
-        if dist.is_main:
-            write_results(pd.concat(frames, ignore_index=True), path)
-            for dataset in files:
-                for partial in (ood_dir / PARTIAL_DIR).glob(f"{dataset.path.stem}.rank*.csv"):
-                    partial.unlink()
-            log.info("wrote %s (%d signals x %d start points)", path, sum(len(f) for f in files),
-                     len(reconstructor.starts))
-        barrier(dist)
-
-
-def start_results(ood_dir: Path, settings: dict, paths: list[Path], overwrite: bool) -> None:
-    """Record the settings; with --overwrite forget earlier results, else refuse to mix settings."""
-    settings_file = ood_dir / "reconstruction.json"
-    if overwrite:
-        for path in paths:
-            path.unlink(missing_ok=True)
-        shutil.rmtree(ood_dir / PARTIAL_DIR, ignore_errors=True)
-    elif settings_file.is_file():
-        earlier = load_json(settings_file, "reconstruction settings")
-        if earlier != json.loads(json.dumps(settings)):
-            changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
-            raise UserError(f"{ood_dir} holds results made with other settings ({', '.join(changed)} differ); "
-                            "pass --overwrite=1 to start afresh, or use the earlier settings to continue")
-    make_dir(ood_dir / PARTIAL_DIR)
-    save_json(settings, settings_file)
 
 
 if __name__ == "__main__":

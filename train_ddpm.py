@@ -17,7 +17,7 @@ from src.diffusion.schedulers import scheduler_config
 from src.errors import UserError
 from src.networks import DENOISER_TYPES, network_config
 from src.trainers.ddpm import DiffusionTrainer, ddpm_config
-from src.trainers.distributed import distributed
+from src.distributed import distributed
 from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
 
 

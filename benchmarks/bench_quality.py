@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.datasets import SignalDataset  # noqa: E402
 from src.diffusion.engine import MODES  # noqa: E402
-from src.ood.reconstruct import build_reconstructor, reconstruct_set  # noqa: E402
-from src.ood.results import results_path, write_results  # noqa: E402
-from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE, ood_aurocs  # noqa: E402
+from src.ood.reconstructors import build_reconstructor, reconstruct_set  # noqa: E402
+from src.ood.ood_folder import OodFolder, write_results  # noqa: E402
+from src.ood.detection_stage import ood_aurocs  # noqa: E402
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, ScoreOptions  # noqa: E402
 from src.run import Run  # noqa: E402
-from src.trainers.runtime import pick_device  # noqa: E402
+from src.runtime import pick_device  # noqa: E402
 
 DATA = "demo_out/data/processed/interferenceset_frame"
 
@@ -59,9 +60,9 @@ def main() -> None:
             started = time.perf_counter()
             for set_type, dataset in sets:
                 frame = reconstruct_set(reconstructor, dataset, set_type, args.batch_size)
-                write_results(frame, results_path(folder, set_type, dataset.name))
+                write_results(frame, OodFolder(folder).results(set_type, dataset.name))
             seconds = time.perf_counter() - started
-            aurocs, _ = ood_aurocs(folder, args.metric.split(","), score=args.score)
+            aurocs, _ = ood_aurocs(folder, ScoreOptions(args.score, args.metric.split(",")))
             row = {"mode": mode, "skip": skip, "calls/signal": reconstructor.settings["model_evaluations_per_signal"],
                    "seconds": round(seconds, 1), **aurocs.round(3).to_dict()}
             if not rows:

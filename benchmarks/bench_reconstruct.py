@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from src.diffusion.engine import reconstruct_batched  # noqa: E402
-from src.diffusion.reconstruction import model_evaluations, reconstruct, sample_noise, start_points  # noqa: E402
+from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points  # noqa: E402
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config  # noqa: E402
 from src.networks import build_model, network_config  # noqa: E402
+from src.runtime import pick_device  # noqa: E402
 
 MODELS = {"unet-small": network_config("small"),
           "wavenet-12x32": network_config("wavenet", residual_layers=12, residual_channels=32)}
@@ -33,7 +34,7 @@ MODELS = {"unet-small": network_config("small"),
 
 def measure(model_name: str, method: str, batch_size: int, length: int, skip: int, max_chains: int) -> dict:
     """One timed reconstruction (after a warm-up call) in this process."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     torch.manual_seed(0)
     model = build_model(MODELS[model_name]).to(device).eval()
     scheduler = build_pndm_scheduler(scheduler_config("scaled_linear_beta", 0.0015, 0.0195, "epsilon", 1.0, 1.0), 100)

@@ -1,4 +1,4 @@
-"""What every script shares: flag types, flag groups, logging and the error boundary."""
+"""What every script shares: flag types, the common flag groups, logging and the error boundary."""
 from __future__ import annotations
 
 import argparse
@@ -114,33 +114,3 @@ def run_main(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-def metric_list(value: str) -> list[str]:
-    from src.ood.results import METRICS
-    metrics = comma_list(value)
-    unknown = [metric for metric in metrics if metric not in METRICS]
-    if unknown or not metrics:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown or value!r}; choose from {','.join(METRICS)}")
-    return list(dict.fromkeys(metrics))
-
-
-def add_score_args(parser: argparse.ArgumentParser) -> None:
-    """How reconstruction errors become one OOD score per signal (fitted on the run's val results)."""
-    from src.ood.results import METRICS
-    from src.ood.scores import DESCRIPTIONS, SCORES
-    from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE
-    parser.add_argument("--score", choices=list(SCORES), default=DEFAULT_SCORE,
-                        help="OOD score, fitted on val only: " + "; ".join(
-                            f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + " (default: %(default)s)")
-    parser.add_argument("--metric", "--score_metric", dest="metric", type=metric_list, default=DEFAULT_METRICS,
-                        help=f"reconstruction error(s) the score reads, comma separated, from {','.join(METRICS)} "
-                             "(mse, mae: waveform; env: envelope; lsd: log-spectral distance in dB) "
-                             f"(default: {','.join(DEFAULT_METRICS)})")
-    parser.add_argument("--min_t", type=int, default=0, help="smallest start point kept (default: %(default)s)")
-    parser.add_argument("--max_t", type=int, default=1000, help="largest start point kept (default: %(default)s)")
-    parser.add_argument("--t_skip", type=positive_int, default=1,
-                        help="keep every k-th start point within the range (default: %(default)s)")
-    parser.add_argument("--auto_t", type=flag, default=0,
-                        help="1: also drop start points whose val errors diverge or are constant (decided on "
-                             "val only; the kept t are printed) (default: %(default)s)")

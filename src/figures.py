@@ -11,8 +11,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from src.dsp import psd_frequencies, welch_psd
+
 MAX_ROWS = 4  # signals drawn per figure
-PSD_SEGMENT = 256  # samples per periodogram segment (fewer for shorter signals)
 COLUMNS = ("I/Q over time", "power spectral density", "constellation")
 
 
@@ -29,16 +30,11 @@ def as_numpy(signals) -> np.ndarray:
 def power_spectral_density(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(frequency in cycles/sample from -0.5 to 0.5, PSD in dB) of one IQ signal [2, T].
 
-    Welch's method: Hann-windowed segments overlapping by half, periodograms averaged, fftshifted.
+    The Welch PSD the ``lsd`` reconstruction error scores (:func:`src.dsp.welch_psd`), fftshifted.
     """
-    iq = signal[0] + 1j * signal[1]
-    size = min(PSD_SEGMENT, len(iq))
-    window = np.hanning(size) if size > 1 else np.ones(1)
-    starts = range(0, len(iq) - size + 1, max(size // 2, 1))
-    segments = np.stack([iq[start:start + size] * window for start in starts])
-    power = (np.abs(np.fft.fft(segments, axis=-1)) ** 2).mean(axis=0) / (window ** 2).sum()
-    frequency = np.fft.fftshift(np.fft.fftfreq(size))
-    return frequency, 10 * np.log10(np.fft.fftshift(power) + 1e-12)
+    power = welch_psd(torch.as_tensor(signal, dtype=torch.float64)).double().numpy()
+    frequency = psd_frequencies(len(power)).numpy()
+    return np.fft.fftshift(frequency), 10 * np.log10(np.fft.fftshift(power) + 1e-12)
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -1,4 +1,4 @@
-"""A run folder ``<output_dir>/<model_name>/`` and the files in it (DESIGN.md, "Run directory")."""
+"""A run folder ``<output_dir>/<model_name>/``: its checkpoints, log, ood folder and config.json."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_NET, assert_one_line_error, run_cli, write_processed
-from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
 
 FAMILIES = ["QPSK", "QAM16", "OFDM", "Chirp"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from src.data import synthetic
-from src.data.signal_trim_and_unpack import trim_and_unpack
+from src.data.prep import trim_and_unpack
 from src.data.synthetic import FAMILIES, gray_pam_levels, rrc_taps, write_synthetic
 from src.errors import UserError
 

@@ -5,7 +5,7 @@ from monai.networks.schedulers import DDIMScheduler
 
 from conftest import OracleDenoiser
 from src.diffusion.engine import reconstruct_batched
-from src.diffusion.reconstruction import reconstruct, sample_noise, start_points
+from src.diffusion.multistart import reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config
 from src.networks import build_model, network_config
 

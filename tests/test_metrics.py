@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from src.ood.metrics import bootstrap_auroc, fpr_at_tpr, metrics_table, ood_metrics, rank_auroc
+from src.ood.evaluation import bootstrap_auroc, fpr_at_tpr, metrics_table, ood_metrics, rank_auroc
 
 
 def test_metrics_equal_scikit_learn_on_a_known_case():

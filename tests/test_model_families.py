@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
 from src.diffusion.latent import LATENT_SCALE_BATCHES, load_vqvae
 
 TINY = {

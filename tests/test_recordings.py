@@ -10,7 +10,7 @@ import sigmf
 from conftest import assert_one_line_error, run_cli
 
 from src.data.recordings import read_recording
-from src.data.signal_trim_and_unpack import trim_and_unpack
+from src.data.prep import trim_and_unpack
 from src.errors import UserError
 
 FRAME, TRIM, N_FRAMES = 64, 32, 10

@@ -11,7 +11,8 @@ from conftest import TINY_NET, assert_one_line_error, run_cli, write_processed
 from src.data.datasets import SignalDataset
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
-from src.ood.reconstruct import reconstruct_set
+from src.ood.ood_folder import OodFolder
+from src.ood.reconstructors import reconstruct_set
 
 
 def train(files, runs, name="m", *extra, check=True):
@@ -113,7 +114,7 @@ class Interrupting:
 
 
 def test_an_interrupted_set_continues_where_it_stopped(trained, tmp_path):
-    from src.ood.reconstruct import build_reconstructor
+    from src.ood.reconstructors import build_reconstructor
     from src.run import Run
     files, runs = trained
     run = Run(runs, "m")
@@ -123,12 +124,12 @@ def test_an_interrupted_set_continues_where_it_stopped(trained, tmp_path):
 
     stopping = Interrupting(inner, calls=2)
     with pytest.raises(KeyboardInterrupt):
-        reconstruct_set(stopping, dataset, "in", batch_size=2, partial_dir=tmp_path)
-    partial = next(tmp_path.glob("*.csv"))
+        reconstruct_set(stopping, dataset, "in", batch_size=2, folder=OodFolder(tmp_path))
+    partial = next(OodFolder(tmp_path).partial_dir.glob("*.csv"))
     with open(partial, "a") as handle:
         handle.write("Tone_raw_data_test:4,in,To")  # a line cut by the crash
     continuing = Interrupting(inner)
-    resumed = reconstruct_set(continuing, dataset, "in", batch_size=2, partial_dir=tmp_path)
+    resumed = reconstruct_set(continuing, dataset, "in", batch_size=2, folder=OodFolder(tmp_path))
     assert sorted(i for batch in continuing.seen for i in batch) == [4, 5, 6, 7, 8]  # 0-3 were done
     pd.testing.assert_frame_equal(resumed, whole, rtol=1e-5)
 

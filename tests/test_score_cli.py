@@ -9,9 +9,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conftest import TINY_NET, assert_one_line_error, make_processed, run_cli, write_processed
-from score import val_threshold
-from src.ood.results import read_results
-from src.ood.scoring import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+from src.ood.scoring_stage import val_threshold
+from src.ood.ood_folder import read_results
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 
 FPR = 0.2
 BATCH = 8

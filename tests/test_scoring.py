@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 
 from src.errors import UserError
-from src.ood.results import read_results, results_frame, write_results
-from src.ood.scores import SCORES, fit_score
-from src.ood.scoring import auroc, auroc_table, informative_t, kept_t, ood_aurocs, score_sets
+from src.ood.ood_folder import read_results, results_frame, write_results
+from src.ood.score_functions import SCORES, fit_score
+from src.ood.detection_stage import ood_aurocs
+from src.ood.detector import ScoreOptions, informative_t, kept_t, score_sets
+from src.ood.evaluation import auroc, auroc_table
 
 
 def rows(set_type, name, errors_by_t):
@@ -38,7 +40,7 @@ def test_zmean_auroc_on_a_hand_made_case(tmp_path):
     far = rows("out", "Far", {10: [6.0, 8.0], 20: [60.0, 80.0]})
     near = rows("out", "Near", {10: [3.0, 1.0], 20: [20.0, 20.0]})  # z = 0.354, -0.354
     write_sets(tmp_path, {"val": val, "in": inside, "Far": far, "Near": near})
-    table, ts = ood_aurocs(tmp_path, "mse", score="zmean")
+    table, ts = ood_aurocs(tmp_path, ScoreOptions("zmean", ["mse"]))
     assert ts == [10, 20]
     assert table["Far"] == 1.0
     # Near's 0.354 beats in's 0 (1 win) and loses to 0.707; -0.354 loses to both: 1 of 4 pairs.
@@ -120,7 +122,7 @@ def test_t_range_and_skip():
 def test_missing_sets_and_columns_are_user_errors(tmp_path):
     write_sets(tmp_path, {"in": rows("in", "Q", {10: [1.0, 2.0]})})
     with pytest.raises(UserError, match="results_val.csv"):
-        ood_aurocs(tmp_path)
+        ood_aurocs(tmp_path, ScoreOptions("pooled", ["mse", "env", "lsd"]))
     pd.DataFrame({"filename": ["a"], "t": [1]}).to_csv(tmp_path / "results_val.csv", index=False)
     with pytest.raises(UserError, match="lacks columns"):
         read_results(tmp_path / "results_val.csv")
@@ -195,6 +197,10 @@ def test_metrics_are_combined_into_one_feature_vector(tmp_path):
 
     write_sets(tmp_path, {"val": frame("val", "Q", 60), "in": frame("in", "Q", 40),
                           "X": frame("out", "X", 40, mae_scale=3.0)})  # differs in mae only
-    both = auroc_table(score_sets(tmp_path, ["mse", "mae"], "mahalanobis"))["X"]
-    mse_only = auroc_table(score_sets(tmp_path, ["mse"], "mahalanobis"))["X"]
+    both = auroc_table(*inside_and_outs(score_sets(tmp_path, ["mse", "mae"], "mahalanobis")))["X"]
+    mse_only = auroc_table(*inside_and_outs(score_sets(tmp_path, ["mse"], "mahalanobis")))["X"]
     assert both > 0.95 and mse_only < 0.75
+
+
+def inside_and_outs(scored):
+    return scored.inside, scored.outs

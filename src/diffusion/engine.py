@@ -1,6 +1,6 @@
 """The batched multi-start reconstruction engine.
 
-The plain method (:func:`src.diffusion.reconstruction.reconstruct`) runs one PLMS chain per start
+The plain method (:func:`src.diffusion.multistart.reconstruct`) runs one PLMS chain per start
 point, each from its start down to 0: the chain from t = 990 and the chain from t = 500 both call
 the network at t = 490, in separate calls. Here every start point of a batch advances together in ONE
 descending pass over the inference timesteps: at each timestep all chains whose start has been
@@ -19,7 +19,7 @@ import torch
 from monai.networks.schedulers import PNDMScheduler
 from torch import nn
 
-from src.trainers.runtime import autocast
+from src.runtime import autocast
 
 MODES = ("plms", "ddim", "onestep")
 

@@ -1,7 +1,7 @@
 """Where diffusion happens: on the signal itself (DDPM) or on scaled VQ-VAE latents (LDM).
 
 Rombach et al. (2022), "High-resolution image synthesis with latent diffusion models": the first
-stage (here a 1D VQ-VAE) is frozen; latents are multiplied by a scale factor chosen so that the
+stage (a VQ-VAE) is frozen; latents are multiplied by a scale factor chosen so that the
 training latents have unit standard deviation, and divided by it again before decoding.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from src.errors import UserError
-from src.io import load_checkpoint, load_json
-from src.networks import build_model, load_weights
+from src.io import load_json
+from src.networks import load_trained
 
 LATENT_SCALE_BATCHES = 8  # training batches whose latents set the scale factor
 
@@ -53,9 +53,7 @@ def load_vqvae(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module,
     config = load_json(config_path, "VQ-VAE config")
     if config.get("network", {}).get("model_type") != "vqvae":
         raise UserError(f"{config_path} does not describe a VQ-VAE run")
-    model = build_model(config["network"])
-    load_weights(model, load_checkpoint(checkpoint), checkpoint)
-    return model.to(device).eval(), config
+    return load_trained(config["network"], checkpoint, device), config
 
 
 @torch.no_grad()

@@ -6,16 +6,20 @@ the section are exactly the network's constructor arguments.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from src.errors import UserError
+from src.io import load_checkpoint
 from src.networks.autoencoder import SignalAutoEncoder
 from src.networks.unet import UNet1D
 from src.networks.vqvae import VQVAE1D
 from src.networks.wavenet import WaveNet1D
 
 UNET_PRESETS = {
-    # ~0.3M parameters: the CPU demo size (DESIGN.md's compute budget).
+    # ~0.3M parameters: sized for the CPU demo (minutes of training on 2 cores).
     "small": dict(channels=[16, 32, 64], attention_levels=[False, False, False], num_res_blocks=1),
     "medium": dict(channels=[32, 64, 128], attention_levels=[False, False, True], num_res_blocks=1),
     "big": dict(channels=[64, 128, 256, 256], attention_levels=[False, False, True, True], num_res_blocks=2),
@@ -80,3 +84,13 @@ def load_weights(model: nn.Module, state: dict, source) -> None:
     except (KeyError, RuntimeError) as err:
         raise UserError(f"{source} does not fit the network in its run's config "
                         f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
+
+
+def load_trained(network: dict, checkpoint: str | Path, device: torch.device) -> nn.Module:
+    """The network described by ``network`` with the weights of ``checkpoint``, in eval mode on ``device``.
+
+    The one place a trained model is rebuilt (reconstruction, scoring, an LDM's VQ-VAE).
+    """
+    model = build_model(network)
+    load_weights(model, load_checkpoint(checkpoint), checkpoint)
+    return model.to(device).eval()

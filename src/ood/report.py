@@ -14,10 +14,9 @@ from sklearn.metrics import roc_curve
 
 from src.figures import new_figure
 from src.io import atomic_path
-from src.ood.scores import ZScore
-from src.ood.scoring import Detector, feature_table
-
-REPORT_DIR = "report"  # PNGs go to <run>/ood/report/
+from src.ood.detector import Detector, feature_table
+from src.ood.ood_folder import REPORT_DIR, OodFolder
+from src.ood.score_functions import ZScore
 
 
 def roc_figure(inside: pd.Series, outs: dict[str, pd.Series], aurocs: pd.Series) -> Figure:
@@ -92,15 +91,15 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(ood_dir: Path, title: str, method_lines: list[str], metrics: pd.DataFrame, detector: Detector,
+def write_report(folder: OodFolder, title: str, method_lines: list[str], metrics: pd.DataFrame, detector: Detector,
                  scores: dict[str, pd.Series], frames: dict[str, pd.DataFrame]) -> Path:
-    """Write ``<ood_dir>/report.md`` and its PNGs; ``scores``/``frames`` hold val, in and each out set."""
+    """Write the ood folder's report.md and its PNGs; ``scores``/``frames`` hold val, in and each out set."""
     outs = {name: value for name, value in scores.items() if name not in ("val", "in")}
     plots = {"roc.png": roc_figure(scores["in"], outs, metrics["AUROC"]),
              "score_histograms.png": histogram_figure(scores, detector.score),
              "z_against_t.png": z_profile_figure(z_profiles(detector, frames), detector.metrics)}
     for name, figure in plots.items():
-        save_png(figure, ood_dir / REPORT_DIR / name)
+        save_png(figure, folder.report_dir / name)
     lines = [f"# {title}", "", *[f"- {line}" for line in method_lines], "",
              ("AUROC and AUPR-Out: out is the positive class; AUPR-In: in is; FPR@95TPR: fraction of out "
               "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval."), "",
@@ -110,7 +109,7 @@ def write_report(ood_dir: Path, title: str, method_lines: list[str], metrics: pd
              "## Mean z-score against start point t", "",
              "z = (error - val mean) / val std at each (metric, t); val sits at 0 by construction.", "",
              f"![mean z against t]({REPORT_DIR}/z_against_t.png)", ""]
-    path = ood_dir / "report.md"
+    path = folder.report_file
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     return path

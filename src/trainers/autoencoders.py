@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from src.figures import codebook_figure, signal_figure
 from src.networks.vqvae import codebook_usage
 from src.trainers.base import QUICK_TEST_BATCHES, Trainer
-from src.trainers.runtime import autocast
+from src.runtime import autocast
 
 
 class AutoencoderTrainer(Trainer):

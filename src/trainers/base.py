@@ -17,14 +17,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from src.data.datasets import SignalDataset, make_loader
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
 from src.networks import build_model, load_weights
+from src.progress import progress
 from src.run import Run, check_agrees
-from src.trainers.distributed import Dist, all_reduce_sum, shard
+from src.distributed import Dist, all_reduce_sum, shard
 
 log = logging.getLogger("rfood")
 QUICK_TEST_BATCHES = 2  # --quick_test: batches per epoch, for smoke tests
@@ -129,7 +129,7 @@ class Trainer:
             writer.add_figure(tag, figure, self.step, close=True)
 
     def _batches(self, loader, limit: int, desc: str):
-        bar = tqdm(loader, desc=desc, leave=False, disable=None if self.dist.is_main else True)
+        bar = progress(loader, desc, enabled=self.dist.is_main, final_line=False)
         for index, batch in enumerate(bar):
             if self.settings.quick_test and index >= limit:
                 break

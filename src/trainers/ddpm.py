@@ -3,7 +3,7 @@
 With a latent space (LDM) the same objective runs on the frozen VQ-VAE's scaled latents.
 
 At every evaluation the first validation signals are noised to ``FIGURE_START`` and denoised back
-to t = 0 with the PLMS reconstruction that scoring uses (:func:`src.diffusion.reconstruction.reconstruct`),
+to t = 0 with the PLMS reconstruction that scoring uses (:func:`src.diffusion.multistart.reconstruct`),
 and drawn against the originals; an LDM does this on its latents and decodes the result.
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from src.diffusion.latent import SignalSpace
-from src.diffusion.reconstruction import reconstruct
+from src.diffusion.multistart import reconstruct
 from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, training_target
 from src.figures import signal_figure
 from src.trainers.base import VAL_SEED, Trainer
-from src.trainers.runtime import autocast
+from src.runtime import autocast
 
 # A mid start point of the 1000-step training schedule: enough noise that the model must redraw detail,
 # little enough that the signal's structure survives. 100 PLMS steps (reconstruct.py's default) put

@@ -9,8 +9,8 @@ from src.networks import network_config
 from src.run import Run
 from src.trainers.base import QUICK_TEST_BATCHES, TrainSettings, prepare_run
 from src.trainers.ddpm import data_section
-from src.trainers.distributed import Dist, distributed, on_main
-from src.trainers.runtime import seed_everything
+from src.distributed import Dist, distributed, on_main
+from src.runtime import seed_everything
 
 
 def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_rate: float) -> None:

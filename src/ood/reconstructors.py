@@ -1,4 +1,4 @@
-"""The reconstruction stage: rebuild a trained run and write per-(signal, t) errors for each set.
+"""Reconstructors: a trained run rebuilt to turn signals into per-(signal, t) reconstruction errors.
 
 Diffusion runs (DDPM, LDM) reconstruct from every start point t; the autoencoder baseline has a
 single "start point" t = 0, so its results files have the same layout and score the same way.
@@ -6,34 +6,26 @@ single "start point" t = 0, so its results files have the same layout and score 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Subset
-from tqdm import tqdm
 
-from src.data.datasets import SignalDataset, display_name, make_loader
-from src.diffusion.latent import load_space
+from src.data.datasets import SignalDataset, make_loader
 from src.diffusion.engine import ScheduleTables, reconstruct_batched
-from src.diffusion.reconstruction import model_evaluations, reconstruction_errors, sample_noise, start_points
+from src.diffusion.latent import load_space
+from src.diffusion.multistart import model_evaluations, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler
+from src.distributed import Dist, gather_to_main, on_main, shard
 from src.errors import UserError
-from src.io import load_checkpoint
-from src.networks import build_model, load_weights
-from src.ood.results import in_sample_order, results_frame
+from src.networks import load_trained
+from src.ood.distances import reconstruction_errors
+from src.ood.ood_folder import OodFolder, append_partial, in_sample_order, read_partials, results_frame
+from src.progress import progress
 from src.run import Run
-from src.trainers.distributed import Dist, gather_to_main, on_main, shard
 
 log = logging.getLogger("rfood")
-
-
-def load_trained_model(run: Run, config: dict, device: torch.device) -> nn.Module:
-    """The run's best checkpoint in its network, in eval mode on ``device``."""
-    model = build_model(config["network"])
-    load_weights(model, load_checkpoint(run.best_checkpoint), run.best_checkpoint)
-    return model.to(device).eval()
 
 
 class DiffusionReconstructor:
@@ -80,7 +72,7 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
                         device: torch.device, mode: str = "plms", max_chains: int | None = None,
                         compile: bool = False):
     kind = config.get("kind")
-    model = load_trained_model(run, config, device)
+    model = load_trained(config["network"], run.best_checkpoint, device)
     if compile:
         model = torch.compile(model)
     if kind == "autoencoder":
@@ -92,15 +84,16 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
 
 
 def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, dist: Dist = Dist(),
-                    num_workers: int = 0, partial_dir: Path | None = None) -> pd.DataFrame | None:
+                    num_workers: int = 0, folder: OodFolder | None = None) -> pd.DataFrame | None:
     """Errors of every signal in ``dataset`` at every start point, one row per (signal, t).
 
     Under torchrun each process reconstructs its own disjoint slice of the signals (no padding, so
     each signal exactly once) and the main process gets all rows, in sample order; others get None.
-    With ``partial_dir``, every finished batch is appended to a partial file there at once, and
+    With an ood ``folder``, every finished batch is appended to a partial file there at once, and
     signals found complete in such files (from an interrupted run) are not reconstructed again.
     """
-    partials = sorted(partial_dir.glob(f"{dataset.path.stem}.rank*.csv")) if partial_dir else []
+    stem = dataset.path.stem
+    partials = folder.partial_files(stem) if folder else []
     earlier = on_main(dist, read_partials, partials, len(reconstructor.starts))
     finished = set(earlier["filename"]) if earlier is not None else set()
     todo = [index for index in range(len(dataset)) if dataset.ids[index] not in finished]
@@ -109,47 +102,16 @@ def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_
                  len(dataset))
     mine = [todo[i] for i in shard(dist, len(todo))]
     loader = make_loader(Subset(dataset, mine), batch_size, shuffle=False, num_workers=num_workers)
-    partial = partial_dir / f"{dataset.path.stem}.rank{dist.rank}.csv" if partial_dir else None
+    partial = folder.partial_file(stem, dist.rank) if folder else None
     frames = []
-    bar = tqdm(loader, desc=f"{set_type} {dataset.name}", leave=False, disable=None if dist.is_main else True)
-    for batch in bar:
+    for batch in progress(loader, f"{set_type} {dataset.name}", unit="batch", enabled=dist.is_main):
         errors = reconstructor.errors(batch["signal"].to(dist.device), batch["index"])
         ids = [dataset.ids[int(i)] for i in batch["index"]]
         frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
                                     {k: v.cpu().numpy() for k, v in errors.items()}))
         if partial is not None:
-            frames[-1].to_csv(partial, mode="a", header=not partial.exists(), index=False, float_format="%.9g")
+            append_partial(frames[-1], partial)
     parts = gather_to_main(dist, pd.concat(frames, ignore_index=True) if frames else None)
     if not dist.is_main:
         return None
     return in_sample_order(pd.concat([earlier, *parts], ignore_index=True))
-
-
-def read_partials(paths: list[Path], n_starts: int) -> pd.DataFrame | None:
-    """Rows of signals complete in earlier partial files (a line cut by a crash is dropped)."""
-    frames = []
-    for path in paths:
-        try:
-            frames.append(pd.read_csv(path, on_bad_lines="skip").dropna())
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue  # unreadable: its signals are simply done again
-    if not frames:
-        return None
-    rows = pd.concat(frames, ignore_index=True).drop_duplicates(["filename", "t"])
-    complete = rows.groupby("filename")["t"].transform("size") == n_starts
-    return rows[complete].astype({"t": int})
-
-
-def check_set_files(validation: str | None, in_files: list[str], out_files: list[str]) -> None:
-    """Refuse set lists that would overwrite each other's results or score a set against itself."""
-    resolved_in = {Path(path).resolve() for path in in_files}
-    for path in out_files:
-        if Path(path).resolve() in resolved_in:
-            raise UserError(f"{path} is given both as --in_ids and in --out_ids; an out set must differ from in")
-    names = [display_name(path) for path in out_files]
-    clashes = sorted({name for name in names if names.count(name) > 1 or name in ("val", "in")})
-    if clashes:
-        raise UserError(f"--out_ids holds several files named {', '.join(clashes)} (or a reserved name val/in); "
-                        "results_<Name>.csv would collide: rename the files")
-    if validation is not None and any(Path(validation).resolve() == Path(p).resolve() for p in out_files):
-        raise UserError(f"{validation} is the validation file and also an out set; choose another out file")

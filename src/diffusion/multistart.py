@@ -1,4 +1,4 @@
-"""Multi-start reconstruction (Graham et al. 2023, section 3).
+"""Multi-start reconstruction (Graham et al. 2023, section 3): start points, noise, the plain loop.
 
 For each start point t: x_t = add_noise(b_scale * x_0, noise, t); denoise with PLMS (MONAI's
 PNDMScheduler, ``skip_prk_steps=True``) through every inference timestep <= t down to 0; divide by
@@ -12,7 +12,7 @@ from monai.networks.schedulers import PNDMScheduler
 from torch import nn
 
 from src.errors import UserError
-from src.trainers.runtime import autocast
+from src.runtime import autocast
 
 
 def start_points(scheduler: PNDMScheduler, inference_skip_factor: int) -> list[int]:
@@ -61,46 +61,3 @@ def reconstruct(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, st
             sample, _ = scheduler.step(model_output, int(step), sample)
         results.append(sample / b_scale)
     return torch.stack(results)
-
-
-PSD_SEGMENT = 64  # Welch segment length (samples) of the spectral error
-PSD_FLOOR = 1e-6  # relative to the signal's mean PSD: keeps empty bins from dominating the dB distance
-
-
-def welch_psd(signals: torch.Tensor, segment: int = PSD_SEGMENT) -> torch.Tensor:
-    """Two-sided power spectral density of I + jQ: Hann-windowed segments, half overlap, averaged.
-
-    ``signals`` [..., 2, T] -> [..., segment] (segment = min(segment, T)), unnormalised frequency order.
-    """
-    segment = min(segment, signals.shape[-1])
-    iq = torch.complex(signals[..., 0, :].float(), signals[..., 1, :].float())
-    pieces = iq.unfold(-1, segment, max(1, segment // 2))
-    window = torch.hann_window(segment, periodic=False, device=signals.device) if segment > 1 else torch.ones(1)
-    return torch.fft.fft(pieces * window, dim=-1).abs().pow(2).mean(dim=-2)
-
-
-def log_spectral_distance(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
-    """RMS over frequency of the difference in dB between the Welch PSDs of signal and reconstruction."""
-    reference = welch_psd(x0)[None]
-    floor = PSD_FLOOR * reference.mean(dim=-1, keepdim=True)
-    decibels = 10 * (torch.log10(welch_psd(reconstructions) + floor) - torch.log10(reference + floor))
-    return decibels.pow(2).mean(dim=-1).sqrt()
-
-
-def envelope(signals: torch.Tensor) -> torch.Tensor:
-    """Instantaneous amplitude sqrt(I^2 + Q^2): [..., 2, T] -> [..., T]."""
-    return signals.float().pow(2).sum(dim=-2).sqrt()
-
-
-def reconstruction_errors(x0: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-(start point, signal) errors [n_starts, B] in three views of an RF signal:
-
-    - waveform: ``mse`` and ``mae`` over channels and samples;
-    - envelope: ``env``, the mean squared error of the instantaneous amplitude (blind to phase, so it
-      sees what the constellation's radius shows: a constant-envelope signal rebuilt with ripple);
-    - spectrum: ``lsd``, the log-spectral distance in dB (:func:`log_spectral_distance`).
-    """
-    difference = reconstructions - x0[None]
-    return {"mse": difference.pow(2).mean(dim=(-2, -1)), "mae": difference.abs().mean(dim=(-2, -1)),
-            "env": (envelope(reconstructions) - envelope(x0)[None]).pow(2).mean(dim=-1),
-            "lsd": log_spectral_distance(x0, reconstructions)}

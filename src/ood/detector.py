@@ -1,9 +1,9 @@
-"""From results files to OOD scores and AUROCs (DESIGN.md, "OOD scoring", extended).
+"""From results files to one OOD score per signal: the :class:`Detector`, fitted on val alone.
 
 Each signal's errors at the kept start points t, for each chosen metric, form its feature vector
-[(metric, t)]. A :class:`Detector` fits a score (:mod:`src.ood.scores`) on the val features only and
-scores any set; AUROC treats in = 0 and out = 1, one value per out dataset in the ood folder plus
-their mean. The paper's method is ``score="zmean", metrics=["mse"]``.
+[(metric, t)]. A :class:`Detector` fits a score function (:mod:`src.ood.score_functions`) on the val
+features only (no OOD labels, no test data) and scores any set. The paper's method is
+``score="zmean", metrics=["mse"]``.
 """
 from __future__ import annotations
 
@@ -12,27 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from src.errors import UserError
-from src.ood.results import METRICS, read_results
-from src.ood.scores import fit_score
+from src.ood.ood_folder import METRICS, OodFolder, load_sets
+from src.ood.score_functions import fit_score
 
-DEFAULT_SCORE = "pooled"  # chosen on benchmarks/bench_scores.py; see the README, "Choosing the OOD score"
+DEFAULT_SCORE = "pooled"  # chosen by benchmarks/bench_scores.py; see docs/benchmarks.md, "Choosing the OOD score"
 DEFAULT_METRICS = ["mse", "env", "lsd"]
-
-
-def load_sets(ood_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """(val, in, {out name: frame}) from ``<run>/ood``; out sets are every other results file."""
-    for name in ("val", "in"):
-        if not (ood_dir / f"results_{name}.csv").is_file():
-            raise UserError(f"{ood_dir} has no results_{name}.csv; run reconstruct.py with --run_{name}=1 first")
-    val, inside = read_results(ood_dir / "results_val.csv"), read_results(ood_dir / "results_in.csv")
-    outs = {path.stem.removeprefix("results_"): read_results(path) for path in sorted(ood_dir.glob("results_*.csv"))
-            if path.stem not in ("results_val", "results_in")}
-    if not outs:
-        raise UserError(f"{ood_dir} has no out results (results_<Name>.csv); run reconstruct.py with --out_ids")
-    return val, inside, outs
 
 
 def error_table(frame: pd.DataFrame, metric: str, where: str) -> pd.DataFrame:
@@ -151,33 +137,38 @@ def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_MET
     return Detector(score, metrics, ts, dropped, scorer, features)
 
 
-def score_sets(ood_dir: Path, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
+@dataclass
+class ScoreOptions:
+    """Which score, metrics and start points (the flags of :func:`src.ood.flags.add_score_args`)."""
+
+    score: str
+    metric: list[str]
+    min_t: int = 0
+    max_t: int = 1000
+    t_skip: int = 1
+    auto_t: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> ScoreOptions:
+        return cls(args.score, list(args.metric), args.min_t, args.max_t, args.t_skip, args.auto_t)
+
+    def fit(self, val: pd.DataFrame) -> Detector:
+        return fit_detector(val, self.metric, self.score, self.min_t, self.max_t, self.t_skip, self.auto_t)
+
+    @property
+    def suffix(self) -> str:
+        """``<metrics>_<score>``, the suffix of the files this choice writes."""
+        return f"{'-'.join(self.metric)}_{self.score}"
+
+
+def score_sets(ood_dir: str | Path, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
                min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False) -> ScoredSets:
     """Fit ``score`` on the val errors (``metrics`` at the kept t) and score val, in and every out set."""
-    val, inside, outs = load_sets(ood_dir)
+    val, inside, outs = load_sets(OodFolder(ood_dir))
     detector = fit_detector(val, metrics, score, min_t, max_t, t_skip, auto_t)
     return ScoredSets(score, detector.metrics, detector.ts, detector.score_frame(val, "val"),
                       detector.score_frame(inside, "in"),
                       {name: detector.score_frame(frame, name) for name, frame in outs.items()}, detector.auto_dropped)
-
-
-def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
-    labels = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
-    return float(roc_auc_score(labels, np.r_[in_scores, out_scores]))
-
-
-def auroc_table(scored: ScoredSets) -> pd.Series:
-    """AUROC of in (0) against each out set (1), and their mean."""
-    values = {name: auroc(scored.inside.to_numpy(), out.to_numpy()) for name, out in scored.outs.items()}
-    values["mean"] = float(np.mean(list(values.values())))
-    return pd.Series(values, name="AUROC")
-
-
-def ood_aurocs(ood_dir: Path, metric: str | list[str] = tuple(DEFAULT_METRICS), min_t: int = 0, max_t: int = 1000, t_skip: int = 1,
-               score: str = DEFAULT_SCORE, auto_t: bool = False) -> tuple[pd.Series, list[int]]:
-    """AUROC per out dataset (and their mean) for one run; also returns the t values used."""
-    scored = score_sets(ood_dir, metric, score, min_t, max_t, t_skip, auto_t)
-    return auroc_table(scored), scored.ts
 
 
 CONSTANT_CV = 1e-3  # val errors this tight (relative to their mean) carry no information

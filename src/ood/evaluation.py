@@ -1,4 +1,7 @@
-"""The standard OOD detection metrics (OpenOOD conventions) for one in set against one out set.
+"""How well scores separate in from out: the OOD detection measures (OpenOOD conventions).
+
+The one AUROC of the project: ood_detection.py's tables, the report and the benchmarks that chose
+the defaults all go through :func:`ood_metrics` / :func:`auroc_table`.
 
 Scores: higher = more unusual. AUROC and AUPR-Out treat out as the positive class; AUPR-In treats
 in as positive (with the scores negated); FPR@95TPR is the fraction of out signals accepted as in at
@@ -10,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_curve
 
 COLUMNS = ["AUROC", "AUROC_low", "AUROC_high", "AUPR_In", "AUPR_Out", "FPR@95TPR"]
 TPR_LEVEL = 0.95
@@ -34,6 +37,11 @@ def rank_auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
     return (ranks[..., n_in:].sum(axis=-1) - n_out * (n_out + 1) / 2) / (n_in * n_out)
 
 
+def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """P(an out score > an in score), ties counting half: the area under the ROC curve."""
+    return float(rank_auroc(np.asarray(in_scores, dtype=float), np.asarray(out_scores, dtype=float)))
+
+
 def bootstrap_auroc(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int, seed: int = 0,
                     level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUROC (in and out resampled separately)."""
@@ -50,7 +58,7 @@ def ood_metrics(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int 
     in_scores, out_scores = np.asarray(in_scores, dtype=float), np.asarray(out_scores, dtype=float)
     labels, scores = labels_and_scores(in_scores, out_scores)
     low, high = bootstrap_auroc(in_scores, out_scores, n_bootstrap, seed) if n_bootstrap else (np.nan, np.nan)
-    return {"AUROC": float(roc_auc_score(labels, scores)), "AUROC_low": low, "AUROC_high": high,
+    return {"AUROC": auroc(in_scores, out_scores), "AUROC_low": low, "AUROC_high": high,
             "AUPR_In": float(average_precision_score(1 - labels, -scores)),
             "AUPR_Out": float(average_precision_score(labels, scores)),
             "FPR@95TPR": fpr_at_tpr(in_scores, out_scores)}
@@ -64,3 +72,8 @@ def metrics_table(in_scores: pd.Series, outs: dict[str, pd.Series], n_bootstrap:
     table.loc["mean"] = table.mean(axis=0)
     table.loc["mean", ["AUROC_low", "AUROC_high"]] = np.nan  # an interval of the mean needs a joint bootstrap
     return table
+
+
+def auroc_table(in_scores: pd.Series, outs: dict[str, pd.Series]) -> pd.Series:
+    """AUROC of in (0) against each out set (1), sorted by name, and their ``mean``."""
+    return metrics_table(in_scores, outs, n_bootstrap=0)["AUROC"]

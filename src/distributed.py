@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from src.errors import UserError
+from src.runtime import pick_device
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,15 @@ class Dist:
 
 def init_distributed(backend: str | None = None) -> Dist:
     """Join the torchrun process group when launched by torchrun; pick this process's device."""
-    cuda = torch.cuda.is_available()
     if "RANK" not in os.environ:
-        return Dist(device=torch.device("cuda" if cuda else "cpu"))
+        return Dist(device=pick_device())
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device("cpu")
-    if cuda:
-        device = torch.device("cuda", local_rank)
+    device = pick_device(local_rank)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         try:
-            dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+            dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"))
         except (RuntimeError, ValueError) as err:
             raise UserError(f"cannot start the torchrun process group ({err}); check --dist_backend") from err
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device)

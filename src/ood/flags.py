@@ -1,0 +1,36 @@
+"""The OOD flags several scripts share: how reconstruction errors become one score per signal."""
+from __future__ import annotations
+
+import argparse
+
+from src.cli import comma_list, flag, positive_int
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
+from src.ood.ood_folder import METRICS
+from src.ood.score_functions import DESCRIPTIONS, SCORES
+
+
+def metric_list(value: str) -> list[str]:
+    """``--metric``: a comma list of known reconstruction errors, duplicates dropped."""
+    metrics = comma_list(value)
+    unknown = [metric for metric in metrics if metric not in METRICS]
+    if unknown or not metrics:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown or value!r}; choose from {','.join(METRICS)}")
+    return list(dict.fromkeys(metrics))
+
+
+def add_score_args(parser: argparse.ArgumentParser) -> None:
+    """How reconstruction errors become one OOD score per signal (fitted on the run's val results)."""
+    parser.add_argument("--score", choices=list(SCORES), default=DEFAULT_SCORE,
+                        help="OOD score, fitted on val only: " + "; ".join(
+                            f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + " (default: %(default)s)")
+    parser.add_argument("--metric", "--score_metric", dest="metric", type=metric_list, default=DEFAULT_METRICS,
+                        help=f"reconstruction error(s) the score reads, comma separated, from {','.join(METRICS)} "
+                             "(mse, mae: waveform; env: envelope; lsd: log-spectral distance in dB) "
+                             f"(default: {','.join(DEFAULT_METRICS)})")
+    parser.add_argument("--min_t", type=int, default=0, help="smallest start point kept (default: %(default)s)")
+    parser.add_argument("--max_t", type=int, default=1000, help="largest start point kept (default: %(default)s)")
+    parser.add_argument("--t_skip", type=positive_int, default=1,
+                        help="keep every k-th start point within the range (default: %(default)s)")
+    parser.add_argument("--auto_t", type=flag, default=0,
+                        help="1: also drop start points whose val errors diverge or are constant (decided on "
+                             "val only; the kept t are printed) (default: %(default)s)")

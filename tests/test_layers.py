@@ -1,0 +1,32 @@
+"""The import layering rule (tools/import_layers.py): this repository keeps it, and a break is caught."""
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_this_repository_imports_only_downward():
+    result = run_cli("tools/import_layers.py", "--quiet", check=False)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip() == "no layering violations"
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_an_upward_import_inside_a_function_and_a_trainers_import_are_caught(tmp_path):
+    write(tmp_path, "src/__init__.py", "")
+    write(tmp_path, "src/cli.py", "def add_score_args():\n    from src.ood.flags import x\n")  # base -> stages
+    write(tmp_path, "src/diffusion/engine.py", "from src.trainers.runtime import autocast\n")  # core -> trainers
+    write(tmp_path, "src/ood/flags.py", "x = 1\n")
+    write(tmp_path, "src/trainers/runtime.py", "")
+    write(tmp_path, "score.py", "from src.trainers.distributed import shard\n")  # a non-training script
+    result = run_cli("tools/import_layers.py", "--quiet", f"--root={tmp_path}", check=False)
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert "src.cli (base) imports src.ood.flags (stages): upward" in lines
+    assert "src.diffusion.engine (core) imports src.trainers.runtime (stages): upward" in lines
+    assert "score imports src.trainers.distributed: only training code may use src.trainers" in lines
+
