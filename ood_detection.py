@@ -10,10 +10,13 @@ writes, in <run>/ood/: metrics_<metrics>_<score>.csv (AUROC with a bootstrap 95%
 AUPR-Out, FPR@95TPR per out dataset), auroc_<metrics>_<score>.json (settings and AUROCs), and
 report.md with PNG plots in report/ (ROC curves, score histograms, mean z against t). For several
 runs, the AUROC table is also written as <output_dir>/ood_comparison_<metrics>_<score>.csv.
+Where the results record each signal's SNR (synthetic data made with --snr_db LO:HI), it also prints
+AUROC and FPR@95TPR per SNR bin (--snr_bin dB wide) and writes them as snr_<metrics>_<score>.csv.
 """
-from src.cli import Parser, comma_list, flag, run_main, setup_logging
+from src.cli import Parser, comma_list, flag, positive_float, run_main, setup_logging
 from src.ood.detection_stage import ScoreOptions, detect
 from src.ood.flags import add_score_args
+from src.ood.snr import SNR_BIN_DB
 
 
 def create_argparser() -> Parser:
@@ -24,6 +27,9 @@ def create_argparser() -> Parser:
     parser.add_argument("--n_bootstrap", type=int, default=1000,
                         help="bootstrap resamples for the AUROC 95%% interval; 0 skips it (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap (default: %(default)s)")
+    parser.add_argument("--snr_bin", type=positive_float, default=SNR_BIN_DB,
+                        help="width in dB of the SNR bins of the per-SNR table, where the results record SNRs "
+                             "(default: %(default)s)")
     parser.add_argument("--report", type=flag, default=1,
                         help="1: write report.md and its PNG plots in each run's ood folder (default: %(default)s)")
     return parser
@@ -33,7 +39,7 @@ def main() -> None:
     args = create_argparser().parse_args()
     setup_logging()
     print(detect(args.output_dir, args.model_name, ScoreOptions.from_args(args), args.n_bootstrap, args.seed,
-                 args.report))
+                 args.report, args.snr_bin))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results
 one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
 from the run's config.json; a flag that contradicts it is an error.
 """
-from src.cli import (Parser, add_dist_args, add_loader_args, add_run_args, add_scheduler_args, comma_list, flag,
-                     positive_int, run_main)
+from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, add_scheduler_args,
+                     comma_list, flag, positive_int, run_main)
 from src.diffusion.engine import MODES
 from src.distributed import distributed
 from src.networks import MODEL_TYPES
 from src.ood.reconstruction_stage import reconstruct_sets
+from src.ood.reconstructors import PLMS_HISTORIES
+from src.runtime import PRECISIONS
 
 
 def create_argparser() -> Parser:
@@ -24,7 +26,11 @@ def create_argparser() -> Parser:
     add_run_args(parser)
     parser.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                         help="optional check: must equal the run's model_type")
-    parser.add_argument("--validation_h5file", default=None, help="in-distribution signals that calibrate the scores")
+    parser.add_argument("--validation_h5file", "--validation_ids", dest="validation_h5file", default=None,
+                        help="in-distribution signals (processed h5) or images (CSV split file) that calibrate the "
+                             "scores")
+    parser.add_argument("--vqvae_checkpoint", default=None,
+                        help="optional check, as in the research code's command: the VQ-VAE the LDM was trained on")
     parser.add_argument("--in_ids", type=comma_list, default=[],
                         help="held-out in-distribution file(s), comma separated")
     parser.add_argument("--out_ids", type=comma_list, default=[], help="other signal types' files, comma separated")
@@ -35,10 +41,17 @@ def create_argparser() -> Parser:
     parser.add_argument("--reconstruction_mode", choices=MODES, default="plms",
                         help="plms: the paper's sampler; ddim: DDIM steps; onestep: one network call per start "
                              "point (default: %(default)s)")
+    parser.add_argument("--plms_history", choices=PLMS_HISTORIES, default="reset",
+                        help="reset: each start point's PLMS chain starts with an empty history (PLMS as defined); "
+                             "carry: the research code's loop, one scheduler whose history carries from chain to "
+                             "chain (slower: the plain loop, not the batched engine) (default: %(default)s)")
     parser.add_argument("--max_chains", type=positive_int, default=None,
                         help="most signals (start points x batch) in one network call; lower it if memory runs out "
                              "(default: 4096 on CUDA, 256 on CPU)")
     parser.add_argument("--compile", type=flag, default=False, help="1: torch.compile the network (default: 0)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the network's arithmetic: auto (bf16 autocast on CUDA, fp32 on a CPU), fp32 or bf16; "
+                             "the scheduler arithmetic stays fp32 (default: %(default)s)")
     parser.add_argument("--overwrite", type=flag, default=False,
                         help="1: discard earlier results in the ood folder; 0: keep finished sets and batches and "
                              "continue where an interrupted run stopped (default: 0)")
@@ -47,6 +60,7 @@ def create_argparser() -> Parser:
     parser.add_argument("--run_out", type=flag, default=True, help="reconstruct the out files (default: 1)")
     parser.add_argument("--first_n", type=positive_int, default=None, help="only the first N signals of in/out files")
     parser.add_argument("--first_n_val", type=positive_int, default=None, help="only the first N validation signals")
+    add_data_args(parser, from_config=True)
     add_loader_args(parser, batch_size=32)
     add_dist_args(parser)
     add_scheduler_args(parser, training=False)

@@ -5,9 +5,10 @@ Example:
 
 Inputs (--input, comma separated): a processed h5 (``dataset`` float [N, 2, T], as written by
 src/data/signal_trim_and_unpack.py; used as is, so its T must be the run's signal length) or a raw
-recording (``*_raw_data.h5`` with complex ``dataset``, ``.sigmf-meta`` + ``.sigmf-data``, ``.npy``),
-cut into consecutive windows of the run's signal length (config.json, data.signal_length; a stream's
-tail is dropped) and scaled per window to unit power (--normalize rms, as in prep).
+recording (``*_raw_data.h5`` with complex ``dataset``, ``.sigmf-meta`` + ``.sigmf-data``, ``.npy``,
+memory-mapped), streamed in chunks in bounded memory and cut into windows of the run's signal length
+(config.json, data.signal_length) every --hop samples (a tail shorter than a window is dropped),
+each scaled to unit power (--normalize rms, as in prep).
 
 Each window is reconstructed with exactly the settings of the run's val reconstruction (read from
 <run>/ood/reconstruction.json) and scored by a detector fitted on <run>/ood/results_val.csv alone,
@@ -15,11 +16,20 @@ as ood_detection.py fits it. The threshold is the (1 - fpr) quantile of the cros
 (each val signal scored by a detector fitted without it), so about --fpr of in-distribution windows
 are flagged. Writes <run>/ood/scores_<input stem>.csv (or --out) with one row per window:
 filename (window id <input stem>:<index>), score (higher = more unusual), threshold, ood (1 = flagged).
+Raw recordings add offset (first sample), time_s and time (where the sample rate and start are known)
+and, for flagged windows, the band that deviates most from the val windows' spectra: band_center_hz,
+band_width_hz (or band_center, band_width in cycles/sample) and band_z. --plot=1 writes beside the CSV
+a waterfall with the flagged windows' bands boxed over a score-over-time trace.
 """
-from src.cli import Parser, add_dist_args, add_loader_args, comma_list, fraction, positive_int, run_main
+from src.cli import (Parser, add_dist_args, add_loader_args, comma_list, flag, fraction, positive_float, positive_int,
+                     run_main)
+from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.data.prep import NORMALIZATIONS
 from src.distributed import distributed
+from src.ood.field_scoring import UNITS
 from src.ood.flags import add_score_args
+from src.runtime import PRECISIONS
+from src.ood.localisation import BAND_Z
 from src.ood.scoring_stage import score_inputs
 
 
@@ -39,12 +49,45 @@ def create_argparser() -> Parser:
                              "the raw scale (default: %(default)s). Processed h5 files are used as they are")
     parser.add_argument("--first_n", type=positive_int, default=None,
                         help="only the first N windows of each input (default: all)")
+    add_field_args(parser)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the network's arithmetic (auto, fp32, bf16); default: that of the run's val "
+                             "reconstruction, so new windows are scored as the threshold was set")
     add_score_args(parser)  # --score, --metric, --min_t, --max_t, --t_skip, --auto_t as ood_detection.py
     parser.add_argument("--max_chains", type=positive_int, default=None,
                         help="most signals (start points x batch) in one network call (default: as reconstruct.py)")
     add_loader_args(parser, batch_size=32)
     add_dist_args(parser)
     return parser
+
+
+def add_field_args(parser: Parser) -> None:
+    """Flags of raw recordings: windowing, time and frequency units, localisation and the plot."""
+    parser.add_argument("--hop", type=positive_int, default=None,
+                        help="raw recordings: samples from one window's start to the next; smaller than the window "
+                             "overlaps windows, larger skips ahead (default: the window length)")
+    parser.add_argument("--chunk_windows", type=positive_int, default=DEFAULT_CHUNK_WINDOWS,
+                        help="raw recordings: windows read from the file at a time (memory, not results; "
+                             "default: %(default)s)")
+    parser.add_argument("--sample_rate", type=positive_float, default=None,
+                        help="raw recordings: sample rate in Hz where the recording records none (SigMF's "
+                             "core:sample_rate is used otherwise); gives time_s and Hz bands")
+    parser.add_argument("--units", choices=UNITS, default="auto",
+                        help="band columns in hz (band_center_hz, band_width_hz; needs the sample rate) or cycles "
+                             "(cycles/sample: band_center, band_width); auto: hz where the rate is known "
+                             "(default: %(default)s)")
+    parser.add_argument("--localise", type=flag, default=1,
+                        help="1: give each flagged window of a raw recording its most anomalous band (rebuilds up "
+                             "to 256 val windows once, cached in <run>/ood/val_spectra.npz); 0: scores only "
+                             "(default: 1)")
+    parser.add_argument("--band_z", type=positive_float, default=BAND_Z,
+                        help="|z| a frequency bin must reach to belong to a band (default: %(default)s)")
+    parser.add_argument("--val_h5file", default=None,
+                        help="the val file reconstruct.py got as --validation_h5file, for localisation "
+                             "(default: the run's config.json data.validation_h5file)")
+    parser.add_argument("--plot", type=flag, default=0,
+                        help="1: write beside each raw recording's CSV a PNG of its waterfall, the flagged windows' "
+                             "bands boxed, over its score trace with the threshold (default: 0)")
 
 
 def main() -> None:

@@ -10,24 +10,24 @@ Examples:
 
 Re-running the same command resumes from checkpoint_last.pth; a larger --n_epochs trains on.
 """
-from src.cli import Parser, add_scheduler_args, comma_list, flag, positive_int, run_main
+from src.cli import Parser, add_scheduler_args, comma_list, flag, int_list, positive_int, run_main
 from src.data.datasets import make_loader
 from src.diffusion.latent import VQVAELatents, latent_config, latent_scale, load_space, load_vqvae
 from src.diffusion.schedulers import scheduler_config
 from src.errors import UserError
 from src.networks import DENOISER_TYPES, network_config
-from src.trainers.ddpm import DiffusionTrainer, ddpm_config
+from src.data.sources import DataOptions
+from src.trainers.ddpm import DiffusionTrainer, data_section, ddpm_config
 from src.distributed import distributed
 from src.trainers.setup import add_training_args, load_training_sets, settings_from, start_run
 
 
-def int_list(value: str) -> list[int]:
-    return [int(item) for item in comma_list(value)]
-
-
 def create_argparser() -> Parser:
     parser = Parser(__doc__)
-    add_training_args(parser, n_epochs=50, batch_size=64, learning_rate=1e-4)
+    # Chosen with benchmarks/bench_training.py on the demo data (docs/benchmarks.md, "Training defaults"):
+    # the research code's constant 2.5e-5 (or 1e-4) leaves a small model far from converged in a CPU budget.
+    add_training_args(parser, n_epochs=120, batch_size=64, learning_rate=1e-3, lr_schedule="cosine",
+                      warmup_steps=100, ema_decay=0.999)
     parser.add_argument("--model_type", choices=DENOISER_TYPES, default="small",
                         help="denoiser: a UNet preset or wavenet (default: %(default)s)")
     sizes = parser.add_argument_group("network size (default: the preset's)")
@@ -41,6 +41,9 @@ def create_argparser() -> Parser:
                        help="WaveNet dilations 1..2^(k-1), repeated (6)")
     parser.add_argument("--vqvae_checkpoint", default=None,
                         help="train a latent diffusion model on this VQ-VAE's latents (vqvae_config.json beside it)")
+    parser.add_argument("--latent_pad", type=int_list, default=None,
+                        help="LDM: zeros added around the latents, torch.nn.functional.pad order (last axis first), "
+                             "e.g. [1,1,1,1]; the image networks already pad to what they need (default: none)")
     add_scheduler_args(parser, training=True)
     return parser
 
@@ -53,23 +56,28 @@ def main() -> None:
 
 def train(args, dist) -> None:
     train_set, val_set = load_training_sets(args)
-    latent, in_channels = None, 2
+    latent, in_channels = None, train_set.channels
     if args.vqvae_checkpoint:
         vqvae, vqvae_config = load_vqvae(args.vqvae_checkpoint, dist.device)
+        if vqvae_config["network"].get("spatial_dims", 1) != args.spatial_dimension:
+            raise UserError(f"{args.vqvae_checkpoint} is a VQ-VAE for --spatial_dimension="
+                            f"{vqvae_config['network'].get('spatial_dims', 1)}, not {args.spatial_dimension}")
         scale = latent_scale(vqvae, make_loader(train_set, args.batch_size, shuffle=False), dist.device)
-        latent, in_channels = latent_config(args.vqvae_checkpoint, scale), vqvae_config["network"]["embedding_dim"]
+        latent = latent_config(args.vqvae_checkpoint, scale, args.latent_pad)
+        in_channels = vqvae_config["network"]["embedding_dim"]
     sizes = {key: getattr(args, key) for key in ("channels", "attention_levels", "num_res_blocks", "residual_layers",
                                                    "residual_channels", "dilation_cycle_length")}
-    network = network_config(args.model_type, in_channels=in_channels, **sizes)
+    network = network_config(args.model_type, in_channels=in_channels, spatial_dims=args.spatial_dimension, **sizes)
     scheduler = scheduler_config(args.beta_schedule, args.beta_start, args.beta_end, args.prediction_type,
                                  args.b_scale, args.snr_shift)
-    run, config = start_run(args, ddpm_config(network, scheduler, train_set.signal_length, args.training_h5file,
-                                              args.validation_h5file, latent), dist)
+    data = data_section(train_set, args.training_h5file, args.validation_h5file, DataOptions.from_args(args))
+    run, config = start_run(args, ddpm_config(network, scheduler, data, latent), dist)
     if latent and config["latent"]["vqvae_checkpoint"] != latent["vqvae_checkpoint"]:
         raise UserError(f"{run.config_path} was trained on {config['latent']['vqvae_checkpoint']}, not "
                         f"{latent['vqvae_checkpoint']}; use another --model_name")
     # a resumed LDM keeps the scale it started with
-    space = VQVAELatents(vqvae, config["latent"]["scale_factor"]) if latent else load_space(config, dist.device)
+    space = (VQVAELatents(vqvae, config["latent"]["scale_factor"], config["latent"].get("latent_pad")) if latent
+             else load_space(config, dist.device))
     DiffusionTrainer(run, config, settings_from(args), train_set, val_set, dist, space=space).fit()
 
 

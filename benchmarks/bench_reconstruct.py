@@ -29,7 +29,13 @@ from src.networks import build_model, network_config  # noqa: E402
 from src.runtime import pick_device  # noqa: E402
 
 MODELS = {"unet-small": network_config("small"),
-          "wavenet-12x32": network_config("wavenet", residual_layers=12, residual_channels=32)}
+          "wavenet-12x32": network_config("wavenet", residual_layers=12, residual_channels=32),
+          # the networks of make demo-2d (16 x 16 digits) and make demo-3d (the LDM's UNet on 8^3 latents)
+          "unet2d-demo": network_config("small", in_channels=1, spatial_dims=2, channels=[16, 32, 64],
+                                        attention_levels=[False, False, False]),
+          "unet3d-latent": network_config("small", in_channels=8, spatial_dims=3, channels=[16, 32],
+                                          attention_levels=[False, False])}
+SHAPES = {"unet2d-demo": (1, 16, 16), "unet3d-latent": (8, 8, 8, 8)}  # one input [C, *spatial]; default (2, length)
 
 
 def measure(model_name: str, method: str, batch_size: int, length: int, skip: int, max_chains: int) -> dict:
@@ -39,8 +45,9 @@ def measure(model_name: str, method: str, batch_size: int, length: int, skip: in
     model = build_model(MODELS[model_name]).to(device).eval()
     scheduler = build_pndm_scheduler(scheduler_config("scaled_linear_beta", 0.0015, 0.0195, "epsilon", 1.0, 1.0), 100)
     starts = start_points(scheduler, skip)
-    x0 = torch.randn(batch_size, 2, length, device=device)
-    noise = sample_noise(torch.arange(batch_size), len(starts), (2, length), seed=0)
+    shape = SHAPES.get(model_name, (2, length))
+    x0 = torch.randn(batch_size, *shape, device=device)
+    noise = sample_noise(torch.arange(batch_size), len(starts), shape, seed=0)
     run = (lambda: reconstruct(model, scheduler, x0, starts, noise)) if method == "loop" else \
         (lambda: reconstruct_batched(model, scheduler, x0, starts, noise, max_chains=max_chains or None))
     with torch.inference_mode():
@@ -62,7 +69,7 @@ def measure(model_name: str, method: str, batch_size: int, length: int, skip: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_sizes", default="8,32,128")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="(default: all: %(default)s)")
     parser.add_argument("--length", type=int, default=256, help="signal length (the demo's window)")
     parser.add_argument("--inference_skip_factor", type=int, default=16)
     parser.add_argument("--max_chains", type=int, default=0, help="0: the engine's default for the device")

@@ -48,6 +48,13 @@ def fraction(value: str) -> float:
     return number
 
 
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
+    return number
+
+
 def comma_list(value: str) -> list[str]:
     return [item for item in (part.strip() for part in value.split(",")) if item]
 
@@ -64,6 +71,33 @@ def add_loader_args(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default: %(default)s)")
     parser.add_argument("--cache_data", type=flag, default=True,
                         help="1: read each h5 file into RAM once; 0: read windows lazily (default: 1)")
+
+
+def int_list(value: str) -> list[int]:
+    """``160,160,128`` or the research code's ``[160,160,128]``."""
+    try:
+        return [int(item) for item in comma_list(value.strip().strip("[]"))]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. [160,160,128], got {value!r}") \
+            from err
+
+
+def add_data_args(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
+    """What the data are: 1D RF signals (processed h5) or 2D/3D images (CSV split files), and how images
+    are read. With ``from_config`` (later stages) None means "as the run was trained"."""
+    def default(value):
+        return None if from_config else value
+    suffix = " (default: as in the run's config.json)" if from_config else " (default: %(default)s)"
+    parser.add_argument("--spatial_dimension", type=int, choices=[1, 2, 3], default=default(1),
+                        help="1: RF signals [2, T] from processed h5 files; 2: images; 3: volumes, both from CSV "
+                             "split files (data_splits/<Name>_{train,val,test}.csv)" + suffix)
+    parser.add_argument("--is_grayscale", type=flag, default=default(False),
+                        help="images: keep the first channel only (e.g. the first MRI modality)" + suffix)
+    parser.add_argument("--image_roi", type=int_list, default=None,
+                        help="images: central crop, one size per spatial dimension, -1 keeps that dimension, "
+                             "e.g. [160,160,128] (default: none)")
+    parser.add_argument("--image_size", type=positive_int, default=None,
+                        help="images: resize every spatial dimension to this size (default: none)")
 
 
 def add_dist_args(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +117,8 @@ def add_scheduler_args(parser: argparse.ArgumentParser, training: bool) -> None:
     option("--beta_end", "last beta", 0.0195, type=float)
     option("--prediction_type", "what the network predicts", "epsilon", choices=["epsilon", "v_prediction"])
     option("--b_scale", "signals are multiplied by this before noising and divided after", 1.0, type=float)
-    option("--snr_shift", "divide the schedule's signal-to-noise ratio at every t by this (1 = no shift)", 1.0,
-           type=float)
+    option("--snr_shift", "multiply the schedule's signal-to-noise ratio at every t by this, as the research code "
+           "does (1 = no shift; > 1: less noise at every t)", 1.0, type=float)
 
 
 def setup_logging(log_file: Path | None = None, main_process: bool = True) -> None:

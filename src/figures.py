@@ -1,4 +1,5 @@
-"""Matplotlib figures of IQ signals [B, 2, T] (channel 0 = I, 1 = Q) and their reconstructions.
+"""Matplotlib figures of IQ signals [B, 2, T] (channel 0 = I, 1 = Q) and their reconstructions, and of
+scored recordings (waterfall and score trace, :func:`field_figure`).
 
 Figures are plain :class:`matplotlib.figure.Figure` objects drawn on an Agg canvas: no pyplot state,
 no window, nothing registered globally, so they can be logged to TensorBoard
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import EngFormatter
 
 from src.dsp import psd_frequencies, welch_psd
 
@@ -100,3 +103,102 @@ def codebook_figure(counts, title: str = "codebook usage") -> Figure:
     axis.set_title(f"{title}: {len(codes) - len(unused)}/{len(codes)} codes used")
     axis.legend(fontsize="small", loc="upper right")
     return figure
+
+
+def as_picture(image: np.ndarray) -> np.ndarray:
+    """A displayable 2D array of one image [C, H, W] or volume [C, H, W, D]: channel 0, middle slice of D."""
+    picture = image[0]
+    return picture[..., picture.shape[-1] // 2] if picture.ndim == 3 else picture
+
+
+def image_figure(originals, reconstructions, title: str = "") -> Figure:
+    """Each image (the first ``MAX_ROWS``; for volumes the middle slice) beside its reconstruction."""
+    originals = torch.as_tensor(originals).detach().float().cpu().numpy()
+    reconstructions = torch.as_tensor(reconstructions).detach().float().cpu().numpy()
+    rows = min(len(originals), MAX_ROWS)
+    figure = new_figure(4.0, 2.0 * rows + 0.6)
+    axes = figure.subplots(rows, 2, squeeze=False)
+    for row in range(rows):
+        for column, (image, name) in enumerate(((originals[row], "original"), (reconstructions[row], "reconstruction"))):
+            axes[row, column].imshow(as_picture(image), cmap="gray", vmin=0.0, vmax=1.0)
+            axes[row, column].set_axis_off()
+            if row == 0:
+                axes[row, column].set_title(name)
+    if title:
+        figure.suptitle(title, fontsize="small")
+    return figure
+
+
+def field_figure(edges: np.ndarray, frequencies: np.ndarray, psd_db: np.ndarray, scores: np.ndarray,
+                 threshold: float, flagged: np.ndarray, bands: np.ndarray, in_seconds_and_hz: bool,
+                 title: str = "") -> Figure:
+    """A scored recording: its waterfall with the flagged windows' bands boxed, over its score trace.
+
+    ``edges`` [n + 1]: where each of the n columns starts (and the last ends); ``frequencies`` [bins]:
+    bin centres, ascending and evenly spaced; ``psd_db`` [n, bins]: each column's PSD in dB;
+    ``scores`` [n]: each column's (highest) OOD score; ``flagged`` [n] bool; ``bands`` [n, 2]: the
+    flagged band's centre and width (NaN: none found). Times and frequencies are in seconds and Hz
+    when ``in_seconds_and_hz``, else in samples and cycles/sample.
+    """
+    figure = new_figure(10.0, 6.5)
+    waterfall, trace = figure.subplots(2, 1, sharex=True, gridspec_kw=dict(
+        height_ratios=(2.2, 1.0), left=0.1, right=0.88, top=0.9, bottom=0.09, hspace=0.08))
+    draw_waterfall(waterfall, edges, frequencies, psd_db, flagged, bands)
+    draw_score_trace(trace, edges, scores, threshold, flagged)
+    if in_seconds_and_hz:
+        waterfall.yaxis.set_major_formatter(EngFormatter(unit="Hz"))
+        trace.xaxis.set_major_formatter(EngFormatter(unit="s"))
+    waterfall.set_ylabel("frequency" if in_seconds_and_hz else "frequency (cycles/sample)")
+    trace.set_xlabel("time" if in_seconds_and_hz else "sample")
+    if title:
+        figure.suptitle(title, fontsize="medium", y=0.98)
+    return figure
+
+
+def bin_edges(centres: np.ndarray) -> np.ndarray:
+    """Edges [n + 1] around evenly spaced bin centres [n]."""
+    step = centres[1] - centres[0] if len(centres) > 1 else 1.0
+    return np.r_[centres - step / 2, centres[-1] + step / 2]
+
+
+def draw_waterfall(axes, edges: np.ndarray, frequencies: np.ndarray, psd_db: np.ndarray, flagged: np.ndarray,
+                   bands: np.ndarray) -> None:
+    """PSD (dB) against time and frequency; flagged columns boxed over their band (a tick at the top without one)."""
+    frequency_edges = bin_edges(frequencies)
+    mesh = axes.pcolormesh(edges, frequency_edges, psd_db.T, shading="flat", cmap="viridis")
+    colorbar = axes.figure.colorbar(mesh, ax=axes, pad=0.01, fraction=0.04)
+    colorbar.set_label("PSD (dB)")
+    low, high = frequency_edges[0], frequency_edges[-1]
+    for column in np.flatnonzero(flagged):
+        start, stop = edges[column], edges[column + 1]
+        center, width = bands[column]
+        if np.isnan(center):
+            axes.plot([start, stop], [high, high], color="red", linewidth=4, solid_capstyle="butt", clip_on=False)
+            continue
+        for bottom, top in wrapped_span(center - width / 2, center + width / 2, low, high):
+            axes.add_patch(Rectangle((start, bottom), stop - start, top - bottom, fill=False, edgecolor="red",
+                                     linewidth=1.2))
+    axes.set(ylim=(low, high), title="waterfall: flagged windows boxed over their band")
+
+
+def wrapped_span(bottom: float, top: float, low: float, high: float) -> list[tuple[float, float]]:
+    """[bottom, top] cut into the pieces that lie inside [low, high] once wrapped around the spectrum."""
+    span = high - low
+    if bottom < low:
+        return [(bottom + span, high), (low, top)]
+    if top > high:
+        return [(bottom, high), (low, top - span)]
+    return [(bottom, top)]
+
+
+def draw_score_trace(axes, edges: np.ndarray, scores: np.ndarray, threshold: float, flagged: np.ndarray) -> None:
+    """Each column's score against time (log axis when they span decades), the threshold dashed, flags red."""
+    centres = (edges[:-1] + edges[1:]) / 2
+    axes.plot(centres, scores, color="C0", linewidth=1, label="score")
+    axes.plot(centres[flagged], scores[flagged], "o", color="red", markersize=3, label="flagged")
+    axes.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.3g}")
+    finite = scores[np.isfinite(scores)]
+    if len(finite) and finite.min() > 0 and max(finite.max(), threshold) / min(finite.min(), threshold) > 30:
+        axes.set_yscale("log")
+    axes.set_ylabel("OOD score")
+    axes.legend(fontsize="small", loc="upper right")

@@ -1,12 +1,14 @@
 """A run folder ``<output_dir>/<model_name>/``: its checkpoints, log, ood folder and config.json."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from src.errors import UserError
 from src.io import load_json, save_json
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: scheduler.snr_shift multiplies the SNR, as in the research code (1: divided it)
+log = logging.getLogger("rfood")
 
 
 class Run:
@@ -35,7 +37,7 @@ class Run:
         if not self.has_config():
             raise UserError(f"no config.json in {self.path}; train a model there first "
                             "(check --output_dir and --model_name)")
-        config = load_json(self.config_path, "run config")
+        config = upgrade(load_json(self.config_path, "run config"), self.config_path)
         if config.get("format_version") != CONFIG_VERSION:
             raise UserError(f"{self.config_path} has format_version {config.get('format_version')}, "
                             f"this toolkit reads {CONFIG_VERSION}")
@@ -46,6 +48,21 @@ class Run:
         config = {**config, "format_version": CONFIG_VERSION}
         save_json(config, self.config_path)
         return config
+
+
+def upgrade(config: dict, path: Path) -> dict:
+    """A config.json of format 1 read as format 2: the same schedule, its snr_shift inverted (not rewritten)."""
+    if config.get("format_version") != 1:
+        return config
+    scheduler = dict(config.get("scheduler") or {})
+    if scheduler.get("snr_shift", 1.0) != 1.0:
+        old = scheduler["snr_shift"]
+        scheduler["snr_shift"] = 1.0 / old
+        log.warning("%s was written when --snr_shift divided the SNR (format 1): its snr_shift=%g is read as "
+                    "--snr_shift=%g (multiplying, the research code's meaning), the same schedule", path, old,
+                    scheduler["snr_shift"])
+    return {**config, "scheduler": scheduler, "format_version": CONFIG_VERSION} if "scheduler" in config else \
+        {**config, "format_version": CONFIG_VERSION}
 
 
 def check_agrees(section: dict, requested: dict, where: Path) -> None:

@@ -1,9 +1,14 @@
 """Shared fixtures: tiny processed signal files written by the tests, and a CLI runner."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import runpy
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import h5py
@@ -56,9 +61,40 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def run_inline(*args: str) -> subprocess.CompletedProcess:
+    """Run a command line inside this process, as ``python ARGS`` would run it (``-m module`` too).
+
+    The script runs as ``__main__`` with its own error boundary (``src.cli.run_main``), so exit code
+    and stderr are what a user sees, without starting an interpreter and importing torch again: the
+    bad-input cases use it, as they stop before any heavy work. Other tests use :func:`run_cli`.
+    """
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_argv, saved_cwd, saved_path = sys.argv, os.getcwd(), list(sys.path)
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if args[0] == "-m":
+                    sys.argv = [args[1], *args[2:]]
+                    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+                else:
+                    sys.argv = list(args)
+                    runpy.run_path(str(ROOT / args[0]), run_name="__main__")
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+            except BaseException:  # what a real run would print as a traceback
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+        logging.getLogger().handlers.clear()  # the script's handlers wrote to the captured streams
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Non-zero exit, exactly one line on stderr starting with 'error:', naming each fragment."""
-    assert result.returncode != 0
+    """Exit code 2, exactly one line on stderr starting with 'error:', naming each fragment."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:") and "Traceback" not in result.stderr

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TINY_NET, assert_one_line_error, run_cli, write_processed
-from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+from src.ood.ood_folder import read_results
 
 FAMILIES = ["QPSK", "QAM16", "OFDM", "Chirp"]
 
@@ -45,7 +47,10 @@ def test_results_files_have_the_contract_columns(pipeline):
         ["results_val.csv", "results_in.csv"] + [f"results_{name}.csv" for name in FAMILIES[1:]])
     for path in ood.glob("results_*.csv"):
         frame = pd.read_csv(path)
-        assert list(frame.columns) == ["filename", "type", "dataset", "t", "mse", "mae", "env", "lsd"]
+        assert list(frame.columns[:8]) == ["filename", "type", "dataset", "t", "mse", "mae", "env", "lsd"]
+        assert set(frame.columns[8:]) == {"frame", "snr_db"}  # the synthetic data record each frame's SNR
+        per_frame = frame.drop_duplicates("filename").groupby("frame").size()
+        assert (per_frame <= 8).all() and per_frame.index.str.contains(":frame").all()  # 8 windows per frame
         assert sorted(frame["t"].unique()) == [10, 330, 650, 970]
         assert (frame.groupby("filename").size() == 4).all()
         assert np.isfinite(frame[["mse", "mae"]].to_numpy()).all()
@@ -65,7 +70,14 @@ def test_ood_detection_lists_every_out_dataset(pipeline):
     table = pd.read_csv(ood / f"metrics_{suffix}.csv", index_col="dataset")
     assert sorted(table.index) == sorted(FAMILIES[1:] + ["mean"])
     assert list(table.columns) == ["AUROC", "AUROC_low", "AUROC_high", "AUPR_In", "AUPR_Out", "FPR@95TPR"]
-    assert table.drop(columns=["AUROC_low", "AUROC_high"]).stack().between(0, 1).all()
+    detector = fit_detector(read_results(ood / "results_val.csv"), DEFAULT_METRICS, DEFAULT_SCORE)
+    inside = detector.score_frame(read_results(ood / "results_in.csv"), "in").to_numpy()
+    for name in FAMILIES[1:]:  # the table against scikit-learn on the detector's scores
+        out = detector.score_frame(read_results(ood / f"results_{name}.csv"), name).to_numpy()
+        labels, scores = np.r_[np.zeros(len(inside)), np.ones(len(out))], np.r_[inside, out]
+        assert table.loc[name, "AUROC"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-4)
+        assert table.loc[name, "AUPR_Out"] == pytest.approx(average_precision_score(labels, scores), abs=1e-4)
+        assert table.loc[name, "AUPR_In"] == pytest.approx(average_precision_score(1 - labels, -scores), abs=1e-4)
     assert table.loc["mean", "AUROC"] == pytest.approx(table.drop(index="mean")["AUROC"].mean(), abs=1e-4)
     inside = table.drop(index="mean")
     assert ((inside["AUROC_low"] <= inside["AUROC"] + 1e-9) & (inside["AUROC"] <= inside["AUROC_high"] + 1e-9)).all()

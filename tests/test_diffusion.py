@@ -40,11 +40,31 @@ def test_velocity_target():
     assert training_target(build_ddpm_scheduler(config()), x0, noise, t) is noise
 
 
-def test_snr_shift_divides_snr_at_every_t():
-    shifted = build_ddpm_scheduler(config(beta_schedule="linear_beta", beta_start=0.0001, beta_end=0.02,
-                                          snr_shift=4.0)).alphas_cumprod.double().numpy()
-    plain = np.cumprod(1.0 - np.linspace(0.0001, 0.02, 1000))
-    np.testing.assert_allclose((shifted / (1 - shifted)) / (plain / (1 - plain)), 0.25, rtol=1e-3)
+def research_shifted_alphas_cumprod(alphas_cumprod: torch.Tensor, snr_shift: float) -> torch.Tensor:
+    """The research code's reconstruct.py, verbatim in effect: target_snr = snr * snr_shift."""
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    target_snr = snr * snr_shift
+    return 1 / (torch.pow(target_snr, -1) + 1)
+
+
+@pytest.mark.parametrize("snr_shift", [0.25, 2.0])
+def test_snr_shift_multiplies_the_snr_as_the_research_code_does(snr_shift):
+    plain = build_pndm_scheduler(config(), 100).alphas_cumprod.double()
+    shifted = build_pndm_scheduler(config(snr_shift=snr_shift), 100).alphas_cumprod.double()
+    torch.testing.assert_close(shifted, research_shifted_alphas_cumprod(plain, snr_shift), rtol=1e-5, atol=1e-7)
+    ddpm = build_ddpm_scheduler(config(beta_schedule="linear_beta", beta_start=0.0001, beta_end=0.02,
+                                       snr_shift=4.0)).alphas_cumprod.double().numpy()
+    linear = np.cumprod(1.0 - np.linspace(0.0001, 0.02, 1000))
+    np.testing.assert_allclose((ddpm / (1 - ddpm)) / (linear / (1 - linear)), 4.0, rtol=2e-3)  # float32 abar near 1
+
+
+@pytest.mark.parametrize("start, end", [(0.02, 0.01), (0.0, 0.02), (0.001, 1.0), (-0.1, 0.02)])
+def test_a_schedule_that_makes_no_schedule_is_refused(start, end):
+    with pytest.raises(UserError, match=r"--beta_start.*--beta_end.*noise schedule"):
+        config(beta_start=start, beta_end=end)
+    bad = {**config(), "beta_start": start, "beta_end": end}  # a config.json edited by hand
+    with pytest.raises(UserError, match="noise schedule"):
+        build_pndm_scheduler(bad, 100)
 
 
 def test_start_points_and_costs_match_the_seed_table():

@@ -26,25 +26,37 @@ def runs(processed_module, tmp_path_factory):
     files = processed_module
     run_cli(*TORCHRUN, "train_ddpm.py", *train_flags(files, runs, "ddp"), "--n_epochs=2")
     run_cli("reconstruct.py", *reconstruct_flags(files, runs, "ddp"))
-    single = {name: pd.read_csv(runs / "ddp" / "ood" / f"results_{name}.csv") for name in ("val", "in", "Noise")}
-    run_cli(*TORCHRUN, "reconstruct.py", *reconstruct_flags(files, runs, "ddp"))
-    return runs, single
+    ood = runs / "ddp" / "ood"
+    single = {name: pd.read_csv(ood / f"results_{name}.csv") for name in ("val", "in", "Noise")}
+    for name in single:  # the sharded run must write these afresh
+        (ood / f"results_{name}.csv").unlink()
+    sharded = run_cli(*TORCHRUN, "reconstruct.py", *reconstruct_flags(files, runs, "ddp"))
+    return runs, single, sharded.stdout
+
+
+def test_sharded_reconstruction_really_ran_on_two_processes(runs):
+    folder, _, stdout = runs
+    assert "2 process(es)" in stdout and "skipped" not in stdout, stdout
+    for name, count in (("val", 23), ("in", 7), ("Noise", 7)):
+        assert f"results_{name}.csv ({count} signals x 3 start points)" in stdout, stdout
+    assert not list((folder / "ddp" / "ood" / ".partial").glob("*.csv"))  # every rank's partial file folded in
 
 
 def test_sharded_reconstruction_covers_each_sample_once_and_matches_one_process(runs):
-    folder, single = runs
+    folder, single, _ = runs
     for name, expected in single.items():
         sharded = pd.read_csv(folder / "ddp" / "ood" / f"results_{name}.csv")
         assert not sharded.duplicated(["filename", "t"]).any(), name
         assert sharded.groupby("t")["filename"].nunique().eq(expected["filename"].nunique()).all()
         assert list(sharded["filename"]) == list(expected["filename"]) and list(sharded["t"]) == list(expected["t"])
         # same per-sample noise, so the same errors up to float reordering
-        pd.testing.assert_series_equal(sharded["mse"], expected["mse"], rtol=1e-4)
+        for metric in ("mse", "mae", "env", "lsd"):
+            pd.testing.assert_series_equal(sharded[metric], expected[metric], rtol=1e-4)
     assert single["val"]["filename"].nunique() == 23 and single["in"]["filename"].nunique() == 7
 
 
 def test_ddp_checkpoint_loads_in_one_process_and_the_other_way(runs, processed_module):
-    folder, _ = runs
+    folder, _, _ = runs
     state = torch.load(folder / "ddp" / "checkpoint_last.pth", weights_only=True)
     assert state["epoch"] == 2 and not any(key.startswith("module.") for key in state["model"])
     # a single process resumes the DDP run, and torchrun resumes that one again
@@ -56,6 +68,6 @@ def test_ddp_checkpoint_loads_in_one_process_and_the_other_way(runs, processed_m
 
 
 def test_only_the_main_process_logs(runs):
-    folder, _ = runs
+    folder, _, _ = runs
     log = (folder / "ddp" / "log.txt").read_text()
     assert log.count("epoch 1/2 train loss") == 1

@@ -70,3 +70,47 @@ def test_onestep_with_an_ideal_denoiser_is_exact():
     recon = reconstruct_batched(oracle, scheduler, x0, starts, noise, mode="onestep")
     assert recon.shape == (len(starts), *x0.shape)
     assert (recon - x0).abs().max() < 1e-3
+
+
+def research_loop(model, config, x0, starts, noise):
+    """The research code's reconstruction loop, restated: one scheduler per batch, set_timesteps once,
+    every start point's chain (ascending t) stepped through that same scheduler."""
+    scheduler = build_pndm_scheduler(config, 100)
+    scheduler.set_timesteps(100)
+    results = []
+    for t_start, start_noise in zip(starts, noise):
+        sample = scheduler.add_noise(x0, start_noise, torch.full((len(x0),), t_start, dtype=torch.long))
+        for step in scheduler.timesteps[scheduler.timesteps <= t_start]:
+            output = model(sample, torch.full((len(x0),), int(step), dtype=torch.long))
+            sample, _ = scheduler.step(output, int(step), sample)
+        results.append(sample)
+    return torch.stack(results)
+
+
+@torch.no_grad()
+def test_plms_history_reset_per_chain_by_default_and_carried_over_on_request():
+    config, scheduler, starts, x0, noise = setup(skip=16)
+    model = tiny_model()
+    research = research_loop(model, config, x0, starts, noise)
+    carried = reconstruct(model, scheduler, x0, starts, noise, reset_history=False)
+    assert close(carried, research)  # --plms_history=carry is the research code's loop
+    engine = reconstruct_batched(model, scheduler, x0, starts, noise, max_chains=256)
+    fresh = torch.stack([reconstruct(model, build_pndm_scheduler(config, 100), x0, [s], n[None])[0]
+                         for s, n in zip(starts, noise)])
+    assert close(engine, fresh)  # the default: each chain with a scheduler of its own
+    assert close(engine[0], research[0])  # the first chain has no history to inherit either way
+    assert not close(engine[1:], research[1:])  # every later chain differs
+
+
+@torch.no_grad()
+def test_bf16_precision_runs_the_network_in_bf16_and_keeps_the_scheduler_in_float32():
+    from src.runtime import WithPrecision
+    _, scheduler, starts, x0, noise = setup(skip=16)
+    model = tiny_model()
+    fp32 = reconstruct_batched(model, scheduler, x0, starts, noise, max_chains=256)
+    bf16 = reconstruct_batched(WithPrecision(model, "bf16"), scheduler, x0, starts, noise, max_chains=256)
+    assert bf16.dtype == torch.float32
+    relative = ((bf16 - fp32).norm() / fp32.norm()).item()
+    assert 0 < relative < 2e-2  # bf16 keeps 8 bits of mantissa: different, but close
+    forced = reconstruct_batched(WithPrecision(model, "fp32"), scheduler, x0, starts, noise, max_chains=256)
+    assert torch.equal(forced, fp32)

@@ -49,3 +49,33 @@ def test_metrics_table_has_a_row_per_out_set_and_a_mean():
     assert list(table.index) == ["A", "B", "mean"]
     assert table.loc["B", "AUROC"] == 1.0 and table.loc["A", "AUROC"] == pytest.approx(0.5)
     assert table.loc["mean", "AUROC"] == pytest.approx(0.75) and np.isnan(table.loc["mean", "AUROC_low"])
+
+
+def test_frame_bootstrap_of_copied_windows_equals_the_bootstrap_of_one_window_per_frame():
+    """8 identical windows per frame carry no more information than one: resampling frames says so."""
+    rng = np.random.default_rng(2)
+    in_frames, out_frames = rng.normal(0, 1, 10), rng.normal(0.8, 1, 10)
+    copies = 8
+    in_windows, out_windows = np.repeat(in_frames, copies), np.repeat(out_frames, copies)
+    in_units, out_units = np.repeat(np.arange(10), copies), np.repeat(np.arange(10), copies)
+    by_frame = bootstrap_auroc(in_windows, out_windows, 400, seed=3, in_units=in_units, out_units=out_units)
+    one_per_frame = bootstrap_auroc(in_frames, out_frames, 400, seed=3)
+    assert by_frame == pytest.approx(one_per_frame)
+    by_window = bootstrap_auroc(in_windows, out_windows, 400, seed=3)
+    assert by_window[1] - by_window[0] < 0.6 * (by_frame[1] - by_frame[0])  # treating copies as independent lies
+
+
+def test_frame_bootstrap_matches_a_direct_weighted_auroc_per_draw():
+    rng = np.random.default_rng(4)
+    inside, outside = rng.normal(0, 1, 12), rng.normal(0.5, 1, 9)
+    in_units, out_units = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 5, 5, 5]), np.arange(9) // 3
+    low, high = bootstrap_auroc(inside, outside, 300, seed=5, in_units=in_units, out_units=out_units)
+    draws = np.random.default_rng(5)
+    values = []
+    for _ in range(300):  # the same draws, by hand: frames with replacement, all their windows, in and out apart
+        in_pick = draws.integers(0, 6, 6)
+        out_pick = draws.integers(0, 3, 3)
+        a = np.concatenate([inside[in_units == u] for u in in_pick])
+        b = np.concatenate([outside[out_units == u] for u in out_pick])
+        values.append(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
+    assert (low, high) == pytest.approx((np.quantile(values, 0.025), np.quantile(values, 0.975)))

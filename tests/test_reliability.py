@@ -204,3 +204,17 @@ def test_ood_detection_refuses_unknown_scores_metrics_and_results_without_the_me
     pd.read_csv(val).drop(columns=["env"]).to_csv(val, index=False)  # as written before env existed
     result = run_cli("ood_detection.py", f"--output_dir={runs}", "--model_name=m", "--metric=mse,env", check=False)
     assert_one_line_error(result, "'env'", "--overwrite=1")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomically_written_files_get_the_mode_a_plain_open_would(tmp_path, umask, mode):
+    from src.io import save_json
+    old = os.umask(umask)
+    try:
+        save_json({"a": 1}, tmp_path / "reconstruction.json")
+        with open(tmp_path / "plain.txt", "w") as handle:
+            handle.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "reconstruction.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode

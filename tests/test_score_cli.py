@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from conftest import TINY_NET, assert_one_line_error, make_processed, run_cli, write_processed
@@ -86,7 +87,9 @@ def test_csv_has_one_row_per_window_and_flags_above_threshold(scored):
 
 def test_in_distribution_is_flagged_about_fpr_and_out_more(scored):
     in_rate, out_rate = scored["in"]["ood"].mean(), scored["out"]["ood"].mean()
-    assert in_rate <= FPR + 0.3, in_rate  # 24 windows: roughly FPR, with room for sampling noise
+    # 24 new windows against a threshold from 24 val windows: the binomial 99.9% bound, and the
+    # threshold's own spread (tests/test_threshold.py checks the rate itself on thousands of windows)
+    assert in_rate <= binom.ppf(0.999, 24, FPR) / 24 + 1 / 24, in_rate
     assert out_rate >= 0.5 and out_rate > in_rate, (in_rate, out_rate)
     labels = np.r_[np.zeros(len(scored["in"])), np.ones(len(scored["out"]))]
     assert roc_auc_score(labels, np.r_[scored["in"]["score"], scored["out"]["score"]]) > 0.75

@@ -1,7 +1,11 @@
 """Processed signal files (float32 [N, 2, L] in h5 ``dataset``) as PyTorch datasets.
 
 Each window keeps a stable id ``<file stem>:<index>`` that travels into the results files, so any
-score can be traced back to the window it came from.
+score can be traced back to the window it came from, and the id of the frame it was cut from
+(``<file stem>:frame<k>``, from prep's ``frame_index``): windows of one frame share its carrier
+offset, phase and noise, so frames, not windows, are the independent units of error bars. Where
+prep recorded each window's SNR (``snr_db``, from synthetic data), :attr:`SignalDataset.snr_db`
+lists it; else it is None.
 """
 from __future__ import annotations
 
@@ -35,6 +39,25 @@ def _check_finite(path: Path, array: np.ndarray, offset: int = 0) -> None:
         raise UserError(f"{path}: window {first} holds NaN or Inf values; clean or drop it and prepare the file again")
 
 
+def read_frame_index(handle: h5py.File, length: int) -> np.ndarray | None:
+    """The first ``length`` entries of a processed file's ``frame_index``, or None if it has none."""
+    entry = handle.get("frame_index")
+    if not isinstance(entry, h5py.Dataset) or entry.ndim != 1 or entry.shape[0] < length:
+        return None
+    return np.asarray(entry[:length])
+
+
+def read_snr_db(path: Path, handle: h5py.File, length: int) -> list[float] | None:
+    """The first ``length`` entries of a processed file's ``snr_db`` (each window's SNR in dB), or None."""
+    entry = handle.get("snr_db")
+    if entry is None:
+        return None
+    if not isinstance(entry, h5py.Dataset) or entry.ndim != 1 or entry.shape[0] < length:
+        raise UserError(f"{path}: `snr_db` has shape {getattr(entry, 'shape', None)}, expected one value per window; "
+                        "prepare the file again")
+    return [float(value) for value in entry[:length]]
+
+
 class SignalDataset(Dataset):
     """Windows of one processed h5 file.
 
@@ -58,7 +81,10 @@ class SignalDataset(Dataset):
                 _check_processed(self.path, data)
                 self.length = data.shape[0] if first_n is None else min(first_n, data.shape[0])
                 self.signal_length = int(data.shape[2])
+                self.channels = 2  # I and Q
                 self._cache = np.asarray(data[: self.length], dtype=np.float32) if cache else None
+                frames = read_frame_index(handle, self.length)
+                self.snr_db = read_snr_db(self.path, handle, self.length)  # None where the file records no SNR
         except OSError as err:
             raise UserError(f"cannot read {self.path} as HDF5 ({err}); check the path") from err
         if self._cache is not None:
@@ -66,6 +92,7 @@ class SignalDataset(Dataset):
         self._handle = None
         self.name = display_name(self.path)
         self.ids = [f"{self.path.stem}:{index}" for index in range(self.length)]
+        self.units = self.ids if frames is None else [f"{self.path.stem}:frame{int(k)}" for k in frames]
 
     def __len__(self) -> int:
         return self.length

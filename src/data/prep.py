@@ -19,6 +19,8 @@ Output, per input, under ``--new_data_root`` with the same relative folders:
 
 - ``dataset``: float32 [N, 2, trim_length]; channel 0 = in-phase (real), channel 1 = quadrature (imag);
 - ``frame_index``: int64 [N], the raw frame each window was cut from;
+- ``snr_db``: float32 [N], each window's SNR in dB (its frame's), only where the raw h5 records
+  ``snr_db`` per frame (as src.data.synthetic does);
 - ``sig_type``: copied from the input (or the display name, the stem before the first underscore);
 - attributes ``source_file``, ``trim_length``, ``normalize``, ``seed``, ``split``, ``frame_length``.
 
@@ -47,7 +49,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from src.data.recordings import DEFAULT_FRAME_LENGTH, find_raw_files, read_recording
+from src.data.recordings import DEFAULT_FRAME_LENGTH, find_raw_files, read_frame_snrs, read_recording
 from src.errors import UserError
 from src.io import atomic_path
 
@@ -158,11 +160,15 @@ def normalize_rms(path: Path, windows: np.ndarray, frame_index: np.ndarray) -> n
 # Writing
 # --------------------------------------------------------------------------------------------------
 
-def write_split(path: Path, windows: np.ndarray, frame_index: np.ndarray, sig_type: bytes, attrs: dict) -> None:
+def write_split(path: Path, windows: np.ndarray, frame_index: np.ndarray, sig_type: bytes, attrs: dict,
+                snr_db: np.ndarray | None = None) -> None:
+    """One processed file; ``snr_db`` (each window's SNR in dB) is written only when given."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as file:
             file.create_dataset("dataset", data=windows)
             file.create_dataset("frame_index", data=frame_index)
+            if snr_db is not None:
+                file.create_dataset("snr_db", data=np.asarray(snr_db, dtype=np.float32))
             file.create_dataset("sig_type", data=np.bytes_(sig_type))
             file.attrs.update(attrs)
 
@@ -171,6 +177,7 @@ def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: 
                  test_split: float, normalize: str, seed: int, frame_length: int = DEFAULT_FRAME_LENGTH) -> list[Path]:
     """Window, split, cap, normalise and write one raw input; return the written paths."""
     frames, sig_type, stem = read_recording(source, frame_length)
+    frame_snrs = read_frame_snrs(source, frames.shape[0])
     windows, frame_index = cut_windows(source, frames, trim_length)
     splits = split_frames(source, frames.shape[0], val_split, test_split, seed)
     members = {name: np.flatnonzero(np.isin(frame_index, frame_ids)) for name, frame_ids in splits.items()}
@@ -181,7 +188,8 @@ def process_file(source: Path, target_dir: Path, trim_length: int, num_samples: 
         path = target_dir / f"{stem}_{name}.h5"
         attrs = {"source_file": str(source.resolve()), "trim_length": trim_length, "normalize": normalize,
                  "seed": seed, "split": name, "frame_length": frames.shape[1]}
-        write_split(path, kept, frame_index[rows], sig_type, attrs)
+        write_split(path, kept, frame_index[rows], sig_type, attrs,
+                    None if frame_snrs is None else frame_snrs[frame_index[rows]])
         log.info("wrote %s: %d windows from %d frames", path, len(rows), len(np.unique(frame_index[rows])))
         written.append(path)
     return written

@@ -2,7 +2,8 @@
 
 Kinds (found recursively below a data root):
 
-- ``*_raw_data.h5``: RF Challenge layout, ``dataset`` = complex [N_frames, L], optional ``sig_type``.
+- ``*_raw_data.h5``: RF Challenge layout, ``dataset`` = complex [N_frames, L], optional ``sig_type``
+  and optional ``snr_db`` [N_frames] (each frame's SNR in dB, see :func:`read_frame_snrs`).
   Output stem: the file stem (``QPSK_raw_data``).
 - ``*.sigmf-meta`` with its ``.sigmf-data``: one complex recording (cf32/cf64/ci8/ci16/ci32, little or
   big endian, signed or unsigned), read with the ``sigmf`` package. All captures are used as one
@@ -140,6 +141,23 @@ def check_frames(path: Path, frames: np.ndarray) -> None:
     if bad_frames.size:
         raise UserError(f"{path}: frame {bad_frames[0]} holds NaN or Inf ({bad_frames.size} bad frames); "
                         "clean or drop those frames")
+
+
+def read_frame_snrs(path: Path, n_frames: int) -> np.ndarray | None:
+    """Each frame's SNR in dB from a raw h5's optional ``snr_db`` [N_frames] (src.data.synthetic writes it).
+
+    None for SigMF and npy inputs and for h5 files without it; a ``snr_db`` that is not one finite
+    number per frame is refused.
+    """
+    if not path.name.endswith(RAW_SUFFIX):
+        return None
+    with h5py.File(path, "r") as file:
+        entry = file.get("snr_db")
+        snrs = None if entry is None else np.asarray(entry[()], dtype=np.float64)
+    if snrs is not None and (snrs.shape != (n_frames,) or not np.isfinite(snrs).all()):
+        raise UserError(f"{path}: 'snr_db' has shape {snrs.shape} (or non-finite values), expected one finite SNR in "
+                        f"dB per frame [{n_frames}]; fix or delete it")
+    return snrs
 
 
 # --------------------------------------------------------------------------------------------------

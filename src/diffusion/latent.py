@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src.errors import UserError
@@ -24,23 +25,34 @@ class SignalSpace:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return z
 
 
 class VQVAELatents:
-    """Diffusion on a frozen VQ-VAE's quantised latents, scaled by ``scale_factor``."""
+    """Diffusion on a frozen VQ-VAE's quantised latents, scaled by ``scale_factor``.
 
-    def __init__(self, vqvae: nn.Module, scale_factor: float) -> None:
+    ``latent_pad`` (the research code's ``--latent_pad``): zeros added on each side of every spatial
+    axis of the latents, as ``torch.nn.functional.pad`` takes them (last axis first), for a latent
+    shape the denoiser cannot halve often enough; removed again before decoding.
+    """
+
+    def __init__(self, vqvae: nn.Module, scale_factor: float, latent_pad: list[int] | None = None) -> None:
         self.vqvae, self.scale_factor = vqvae.eval().requires_grad_(False), scale_factor
+        self.pad = list(latent_pad or [])
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vqvae.encode_quantized(x) * self.scale_factor
+        z = self.vqvae.encode_quantized(x) * self.scale_factor
+        return F.pad(z, self.pad) if self.pad else z
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        return self.vqvae.decode(z / self.scale_factor, length=length)
+    def decode(self, z: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Latents back to signals or images of spatial ``shape``."""
+        if self.pad:
+            z = F.pad(z, [-value for value in self.pad])
+        shape = tuple(shape)
+        return self.vqvae.decode(z / self.scale_factor, length=shape[0] if len(shape) == 1 else shape)
 
 
 def load_vqvae(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
@@ -70,9 +82,12 @@ def latent_scale(vqvae: nn.Module, loader, device: torch.device) -> float:
     return 1.0 / std
 
 
-def latent_config(vqvae_checkpoint: str | Path, scale_factor: float) -> dict:
-    """The ``latent`` section of an LDM's config.json: which VQ-VAE, and the scale."""
-    return {"vqvae_checkpoint": str(Path(vqvae_checkpoint).resolve()), "scale_factor": scale_factor}
+def latent_config(vqvae_checkpoint: str | Path, scale_factor: float, latent_pad: list[int] | None = None) -> dict:
+    """The ``latent`` section of an LDM's config.json: which VQ-VAE, the scale and any latent padding."""
+    config = {"vqvae_checkpoint": str(Path(vqvae_checkpoint).resolve()), "scale_factor": scale_factor}
+    if latent_pad:
+        config["latent_pad"] = list(latent_pad)
+    return config
 
 
 def load_space(config: dict, device: torch.device):
@@ -80,4 +95,4 @@ def load_space(config: dict, device: torch.device):
     if "latent" not in config:
         return SignalSpace()
     vqvae, _ = load_vqvae(config["latent"]["vqvae_checkpoint"], device)
-    return VQVAELatents(vqvae, config["latent"]["scale_factor"])
+    return VQVAELatents(vqvae, config["latent"]["scale_factor"], config["latent"].get("latent_pad"))

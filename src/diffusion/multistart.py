@@ -42,17 +42,22 @@ def sample_noise(indices: torch.Tensor, n_starts: int, shape: tuple[int, int], s
 
 @torch.inference_mode()
 def reconstruct(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, starts: list[int],
-                noise: torch.Tensor, b_scale: float = 1.0) -> torch.Tensor:
+                noise: torch.Tensor, b_scale: float = 1.0, reset_history: bool = True) -> torch.Tensor:
     """Reconstruct ``x0`` [B, C, L] from every start point; returns [n_starts, B, C, L].
 
-    One PLMS pass per start point, batched over the signals: the plain method of the paper.
+    One PLMS pass per start point, batched over the signals: the plain method of the paper. Each
+    chain starts with an empty PLMS history; ``reset_history=False`` reproduces the research code's
+    loop instead, where one scheduler runs every chain in turn and its history (``ets``, ``counter``)
+    carries over from each chain into the next.
     """
     device = x0.device
     timesteps = scheduler.timesteps
     num_inference_steps = scheduler.num_inference_steps
     results = []
+    scheduler.set_timesteps(num_inference_steps)
     for start, start_noise in zip(starts, noise):
-        scheduler.set_timesteps(num_inference_steps)  # resets the PLMS history
+        if reset_history:
+            scheduler.set_timesteps(num_inference_steps)  # resets the PLMS history
         t = torch.full((x0.shape[0],), start, dtype=torch.long)
         sample = scheduler.add_noise(x0 * b_scale, start_noise.to(device), t.to(device))
         for step in timesteps[timesteps <= start]:

@@ -1,8 +1,9 @@
 """Networks and the one factory that rebuilds any of them from the ``network`` section of config.json.
 
 ``model_type`` names the family: a UNet preset (small | medium | big), ``wavenet`` (both diffusion
-denoisers), ``autoencoder`` (the baseline) or ``vqvae`` (the LDM's first stage). The other keys of
-the section are exactly the network's constructor arguments.
+denoisers), ``autoencoder`` (the baseline), ``vqvae`` (the LDM's first stage) or ``features`` (the
+model-free baseline: classical RF features and their fitted statistics). The other keys of the
+section are exactly the network's constructor arguments.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import torch
 from torch import nn
 
 from src.errors import UserError
+from src.features import FEATURE_PSD_SEGMENT, FeatureDistance
 from src.io import load_checkpoint
 from src.networks.autoencoder import SignalAutoEncoder
+from src.networks.monai_nets import build_image_model, image_network_config
 from src.networks.unet import UNet1D
 from src.networks.vqvae import VQVAE1D
 from src.networks.wavenet import WaveNet1D
@@ -29,13 +32,19 @@ DEFAULTS = {
     "autoencoder": dict(channels=[32, 64], latent_channels=4, num_res_units=1),
     "vqvae": dict(channels=[32, 64], num_res_layers=2, embedding_dim=16, num_embeddings=256,
                   commitment_cost=0.25),
+    "features": dict(psd_segment=FEATURE_PSD_SEGMENT),
 }
 DENOISER_TYPES = (*UNET_PRESETS, "wavenet")
-MODEL_TYPES = (*DENOISER_TYPES, "autoencoder", "vqvae")
+MODEL_TYPES = (*DENOISER_TYPES, "autoencoder", "vqvae", "features")
 
 
-def network_config(model_type: str, in_channels: int = 2, **overrides) -> dict:
-    """The ``network`` section of config.json: a family's defaults, with the given (non-None) overrides."""
+def network_config(model_type: str, in_channels: int = 2, spatial_dims: int = 1, **overrides) -> dict:
+    """The ``network`` section of config.json: a family's defaults, with the given (non-None) overrides.
+
+    ``spatial_dims`` 2 and 3 (images, volumes) take MONAI's networks (:mod:`src.networks.monai_nets`).
+    """
+    if spatial_dims in (2, 3):
+        return image_network_config(model_type, spatial_dims, in_channels, **overrides)
     if model_type not in MODEL_TYPES:
         raise UserError(f"unknown --model_type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     config = dict(UNET_PRESETS.get(model_type) or DEFAULTS[model_type])
@@ -62,14 +71,18 @@ def _check_unet(config: dict) -> None:
 
 def build_model(network: dict) -> nn.Module:
     """Rebuild the network described by the ``network`` section of config.json."""
+    if network.get("spatial_dims", 1) in (2, 3):
+        return build_image_model(network)
     kwargs = {key: value for key, value in network.items() if key != "model_type"}
     model_type = network.get("model_type")
     builders = {**dict.fromkeys(UNET_PRESETS, UNet1D), "wavenet": WaveNet1D, "autoencoder": SignalAutoEncoder,
-                "vqvae": VQVAE1D}
+                "vqvae": VQVAE1D, "features": FeatureDistance}
     if model_type not in builders:
         raise UserError(f"config names unknown model_type {model_type!r}; this version knows {', '.join(MODEL_TYPES)}")
     if model_type in DENOISER_TYPES:
         kwargs["out_channels"] = kwargs.get("in_channels")
+    if model_type == "features":
+        kwargs.pop("in_channels", None)  # I and Q, always
     try:
         return builders[model_type](**kwargs)
     except (TypeError, ValueError) as err:
@@ -77,10 +90,11 @@ def build_model(network: dict) -> nn.Module:
                         "was it written by another version? retrain or fix config.json") from err
 
 
-def load_weights(model: nn.Module, state: dict, source) -> None:
-    """Put a checkpoint's ``model`` tensors into ``model``, or say in one line why they do not fit."""
+def load_weights(model: nn.Module, state: dict, source, key: str = "model") -> None:
+    """Put a checkpoint's ``key`` tensors (the weights, or their EMA) into ``model``, or say in one line why
+    they do not fit."""
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[key])
     except (KeyError, RuntimeError) as err:
         raise UserError(f"{source} does not fit the network in its run's config "
                         f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
@@ -89,8 +103,10 @@ def load_weights(model: nn.Module, state: dict, source) -> None:
 def load_trained(network: dict, checkpoint: str | Path, device: torch.device) -> nn.Module:
     """The network described by ``network`` with the weights of ``checkpoint``, in eval mode on ``device``.
 
-    The one place a trained model is rebuilt (reconstruction, scoring, an LDM's VQ-VAE).
+    The one place a trained model is rebuilt (reconstruction, scoring, an LDM's VQ-VAE). A checkpoint
+    of a run trained with an EMA of its weights gives the EMA weights, the ones it was validated with.
     """
     model = build_model(network)
-    load_weights(model, load_checkpoint(checkpoint), checkpoint)
+    state = load_checkpoint(checkpoint)
+    load_weights(model, state, checkpoint, "ema" if "ema" in state else "model")
     return model.to(device).eval()

@@ -9,6 +9,7 @@ Per run, a :class:`src.ood.detector.Detector` is fitted on the val results alone
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +17,10 @@ import pandas as pd
 from src.io import save_json
 from src.ood.detector import Detector, ScoreOptions, score_sets
 from src.ood.evaluation import auroc_table, metrics_table
-from src.ood.ood_folder import OodFolder, load_sets, write_table
+from src.ood.ood_folder import OodFolder, load_sets, signal_units, write_table
 from src.ood.report import write_report
 from src.ood.score_functions import DESCRIPTIONS
+from src.ood.snr import SNR_BIN_DB, format_snr_table, signal_snrs, snr_table
 from src.run import Run
 
 log = logging.getLogger("rfood")
@@ -26,6 +28,7 @@ log = logging.getLogger("rfood")
 
 def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, list[int]]:
     """AUROC per out set and their mean for one run, exactly as ood_detection.py reports it; and the t used."""
+    options = options.for_run(OodFolder(ood_dir).load_settings())
     scored = score_sets(ood_dir, options.metric, options.score, options.min_t, options.max_t, options.t_skip,
                         options.auto_t)
     return auroc_table(scored.inside, scored.outs), scored.ts
@@ -50,21 +53,45 @@ def method_line(model_name: str, settings: dict, detector: Detector) -> str:
     dropped = f", auto_t dropped t = {detector.auto_dropped}" if detector.auto_dropped else ""
     points = f"{len(ts)} start points (t = {ts[0]}..{ts[-1]}" if len(ts) > 1 else f"1 start point (t = {ts[0]}"
     return (f"{model_name}: {settings.get('mode', '?')}, {points}{dropped}), "
-            f"{settings.get('model_evaluations_per_signal', '?')} network calls per signal")
+            f"{settings.get('model_evaluations_per_signal', '?')} network calls per signal; "
+            f"score {detector.score} on {','.join(detector.metrics)}")
+
+
+@dataclass
+class RunResult:
+    """One run's metrics table, its method line and the score options it was evaluated with."""
+
+    table: pd.DataFrame
+    method: str
+    options: ScoreOptions
+    snr: pd.DataFrame | None = None  # AUROC and FPR@95TPR per SNR bin, where the results record SNRs
+
+
+def per_snr(folder: OodFolder, options: ScoreOptions, scores: dict[str, pd.Series], inside: pd.DataFrame,
+            outs: dict[str, pd.DataFrame], width: float) -> pd.DataFrame | None:
+    """The per-SNR table (:mod:`src.ood.snr`), written as snr_<metrics>_<score>.csv; None without SNRs."""
+    table = snr_table(scores["in"], {name: scores[name] for name in outs}, signal_snrs(inside),
+                      {name: signal_snrs(frame) for name, frame in outs.items()}, width)
+    if table is not None:
+        write_table(table, folder.snr_file(options.suffix), index=False, float_format="%.4f")
+    return table
 
 
 def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_bootstrap: int, seed: int,
-                 report: bool) -> tuple[pd.DataFrame, str]:
-    """Score one run, write its metrics, summary and report; return its metrics table and method line."""
+                 report: bool, snr_bin: float = SNR_BIN_DB) -> RunResult:
+    """Score one run (its default score where ``options`` leave it open), write its metrics, summary and report."""
     folder = OodFolder(Run(output_dir, model_name).ood_dir)
+    settings = folder.load_settings()
+    options = options.for_run(settings)
     val, inside, outs = load_sets(folder)
     detector = options.fit(val)
     frames = {"val": val, "in": inside, **outs}
     scores = {name: detector.score_frame(frame, name) for name, frame in frames.items()}
-    table = metrics_table(scores["in"], {name: scores[name] for name in outs}, n_bootstrap, seed)
-    settings = folder.load_settings()
+    units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
+    table = metrics_table(scores["in"], {name: scores[name] for name in outs}, n_bootstrap, seed, units)
     method = method_line(model_name, settings, detector)
     write_table(table, folder.metrics_file(options.suffix), index_label="dataset", float_format="%.4f")
+    snr = per_snr(folder, options, scores, inside, outs, snr_bin)
     save_json({"model_name": model_name, "metrics": options.metric, "score": options.score, "t_used": detector.ts,
                "t_dropped_by_auto_t": detector.auto_dropped, "reconstruction": settings,
                "auroc": table["AUROC"].to_dict()}, folder.auroc_file(options.suffix))
@@ -73,25 +100,37 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
         fitting = (f"metrics: {','.join(options.metric)}; fitted on {val['filename'].nunique()} val signals, "
                    f"tested on {len(scores['in'])} in signals")
         lines = [method, f"score: {options.score}, {DESCRIPTIONS[options.score]}", fitting]
-        log.info("wrote %s", write_report(folder, title, lines, table, detector, scores, frames))
-    return table, method
+        log.info("wrote %s", write_report(folder, title, lines, table, detector, scores, frames, snr))
+    return RunResult(table, method, options, snr)
 
 
 def detect(output_dir: str, model_names: list[str], options: ScoreOptions, n_bootstrap: int = 1000, seed: int = 0,
-           report: bool = True) -> str:
+           report: bool = True, snr_bin: float = SNR_BIN_DB) -> str:
     """Evaluate every run; write the comparison table for several; return the text ood_detection.py prints."""
-    tables, methods = {}, []
-    for model_name in model_names:
-        tables[model_name], method = evaluate_run(output_dir, model_name, options, n_bootstrap, seed, report)
-        methods.append(method)
-    aurocs = pd.DataFrame({name: table["AUROC"] for name, table in tables.items()})
-    if len(tables) > 1:
-        comparison = Path(output_dir) / f"ood_comparison_{options.suffix}.csv"
+    results = {name: evaluate_run(output_dir, name, options, n_bootstrap, seed, report, snr_bin)
+               for name in model_names}
+    aurocs = pd.DataFrame({name: result.table["AUROC"] for name, result in results.items()})
+    suffixes = {result.options.suffix for result in results.values()}
+    suffix = suffixes.pop() if len(suffixes) == 1 else "defaults"
+    if len(results) > 1:
+        comparison = Path(output_dir) / f"ood_comparison_{suffix}.csv"
         write_table(aurocs, comparison, index_label="dataset", float_format="%.4f")
         log.info("wrote %s", comparison)
-    lines = [f"AUROC (in = 0, out = 1; score = {options.score}: {DESCRIPTIONS[options.score]}; "
-             f"metrics = {','.join(options.metric)})", *(f"  {method}" for method in methods), format_table(aurocs)]
-    for model_name, table in tables.items():
-        lines += ["", f"{model_name}: AUROC with bootstrap 95% interval ({n_bootstrap} resamples), AUPR, FPR@95TPR",
-                  format_table(table)]
+    scores = sorted({result.options.score for result in results.values()})
+    lines = ["AUROC (in = 0, out = 1; " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in scores) + ")",
+             *(f"  {result.method}" for result in results.values()), format_table(aurocs)]
+    for model_name, result in results.items():
+        lines += ["", f"{model_name}: AUROC with bootstrap 95% interval ({n_bootstrap} resamples of frames, the "
+                  "independent units; of images for image data), AUPR, FPR@95TPR", format_table(result.table)]
+        if result.snr is not None:
+            lines += snr_lines(model_name, result.snr, snr_bin)
     return "\n".join(lines)
+
+
+def snr_lines(model_name: str, table: pd.DataFrame, width: float) -> list[str]:
+    """The printed per-SNR tables: AUROC, then FPR@95TPR, one row per SNR bin."""
+    lines = []
+    for measure in ("AUROC", "FPR@95TPR"):
+        lines += ["", f"{model_name}: {measure} per SNR bin ({width:g} dB bins; in against out signals of the same "
+                  "bin; n_in = in signals in the bin)", format_snr_table(table, measure)]
+    return lines

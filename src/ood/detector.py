@@ -14,15 +14,25 @@ import numpy as np
 import pandas as pd
 
 from src.errors import UserError
-from src.ood.ood_folder import METRICS, OodFolder, load_sets
+from src.ood.ood_folder import METRICS, OodFolder, load_sets, signal_units
 from src.ood.score_functions import fit_score
 
 DEFAULT_SCORE = "pooled"  # chosen by benchmarks/bench_scores.py; see docs/benchmarks.md, "Choosing the OOD score"
 DEFAULT_METRICS = ["mse", "env", "lsd"]
+# The feature baseline records one distance per window: larger = further from the training windows,
+# so the one-sided zmean is its natural score (a two-sided one would also flag unusually typical windows).
+FEATURE_DEFAULTS = ("zmean", ["feat"])
+# Images and volumes record mse, mae and ssim; pooled is two-sided over the two kinds of error. Not
+# chosen on a benchmark (the RF default's reasoning carried over): say so where it is reported.
+IMAGE_DEFAULTS = ("pooled", ["mse", "ssim"])
+SIGNAL_ONLY_METRICS = ("env", "lsd")
 
 
 def error_table(frame: pd.DataFrame, metric: str, where: str) -> pd.DataFrame:
     """Errors as [signal, t]; every signal must have every t. NaN and inf (diverged) are kept."""
+    if metric in SIGNAL_ONLY_METRICS and "ssim" in frame.columns:
+        raise UserError(f"--metric {metric} is an error of 1D RF signals; these results are of images, which record "
+                        "mse, mae and ssim: choose from those")
     if metric not in frame.columns:
         raise UserError(f"results for {where} have no {metric!r} column (present: "
                         f"{', '.join(m for m in METRICS if m in frame.columns)}); choose another --metric or "
@@ -88,6 +98,7 @@ class Detector:
     auto_dropped: list[int]
     scorer: object
     val_features: pd.DataFrame
+    val_units: pd.Series | None = None  # each val signal's frame: held out together in cross-fitting
 
     def __call__(self, features: pd.DataFrame) -> pd.Series:
         """Scores of errors [signal, (metric, t)]; a diverged (non-finite) reconstruction scores the maximum."""
@@ -105,11 +116,14 @@ class Detector:
         """Out-of-sample val scores: each fold scored by the score fitted on the other folds.
 
         A fitted score sees its own val signals as more typical than new in-distribution signals,
-        so thresholds come from these instead.
+        so thresholds come from these instead. Folds are made of whole frames, so no window is
+        scored by a detector fitted on its own frame's other windows.
         """
-        n = len(self.val_features)
-        fold_of = np.random.default_rng(seed).permutation(n) % min(folds, n)
-        values = np.empty(n)
+        units = (self.val_units.reindex(self.val_features.index).to_numpy() if self.val_units is not None
+                 else self.val_features.index.to_numpy())
+        names, unit_of = np.unique(units.astype(str), return_inverse=True)
+        fold_of = (np.random.default_rng(seed).permutation(len(names)) % min(folds, len(names)))[unit_of]
+        values = np.empty(len(self.val_features))
         groups = metric_groups(self.val_features, self.metrics)
         for fold in np.unique(fold_of):
             held_out = fold_of == fold
@@ -134,15 +148,19 @@ def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_MET
     if len(features) < 2:
         raise UserError("the val results hold fewer than 2 signals; fitting a score needs more")
     scorer = fit_score(score, features.to_numpy(), metric_groups(features, metrics))
-    return Detector(score, metrics, ts, dropped, scorer, features)
+    return Detector(score, metrics, ts, dropped, scorer, features, signal_units(val))
 
 
 @dataclass
 class ScoreOptions:
-    """Which score, metrics and start points (the flags of :func:`src.ood.flags.add_score_args`)."""
+    """Which score, metrics and start points (the flags of :func:`src.ood.flags.add_score_args`).
 
-    score: str
-    metric: list[str]
+    ``score`` or ``metric`` None means the run's default: :data:`DEFAULT_SCORE` on
+    :data:`DEFAULT_METRICS`, or :data:`FEATURE_DEFAULTS` for a feature-baseline run.
+    """
+
+    score: str | None
+    metric: list[str] | None
     min_t: int = 0
     max_t: int = 1000
     t_skip: int = 1
@@ -150,7 +168,15 @@ class ScoreOptions:
 
     @classmethod
     def from_args(cls, args) -> ScoreOptions:
-        return cls(args.score, list(args.metric), args.min_t, args.max_t, args.t_skip, args.auto_t)
+        return cls(args.score, None if args.metric is None else list(args.metric), args.min_t, args.max_t,
+                   args.t_skip, args.auto_t)
+
+    def for_run(self, settings: dict) -> ScoreOptions:
+        """These options with the defaults of the run whose reconstruction.json holds ``settings`` filled in."""
+        score, metric = (FEATURE_DEFAULTS if settings.get("mode") == "features" else
+                         IMAGE_DEFAULTS if settings.get("spatial_dims", 1) != 1 else (DEFAULT_SCORE, DEFAULT_METRICS))
+        return ScoreOptions(self.score or score, list(self.metric or metric), self.min_t, self.max_t, self.t_skip,
+                            self.auto_t)
 
     def fit(self, val: pd.DataFrame) -> Detector:
         return fit_detector(val, self.metric, self.score, self.min_t, self.max_t, self.t_skip, self.auto_t)

@@ -1,5 +1,10 @@
 """How far a reconstruction lies from its signal: the per-(start point, signal) errors the scores read.
 
+Images and volumes [..., C, *spatial] get ``mse``, ``mae`` and ``ssim`` (1 - the structural
+similarity of Wang et al. 2004, MONAI's ``SSIMMetric`` on intensities in [0, 1]). A perceptual
+(LPIPS) error, as the research code used, needs pretrained network weights, which this toolkit does
+not download; it is left out rather than faked.
+
 Four views of an RF signal [..., 2, T], each a column of the results files (``--metric`` picks them):
 
 - ``mse``, ``mae``: the waveform, over channels and samples;
@@ -11,24 +16,53 @@ Four views of an RF signal [..., 2, T], each a column of the results files (``--
 from __future__ import annotations
 
 import torch
+from monai.metrics import SSIMMetric
 
 from src.dsp import envelope, welch_psd
 
-DISTANCES = ("mse", "mae", "env", "lsd")
+SIGNAL_DISTANCES = ("mse", "mae", "env", "lsd")
+IMAGE_DISTANCES = ("mse", "mae", "ssim")
+DISTANCES = ("mse", "mae", "env", "lsd", "ssim")
+SSIM_WINDOW = 7  # Gaussian window (pixels), at most the smallest image side
 PSD_FLOOR = 1e-6  # relative to the signal's mean PSD: keeps empty bins from dominating the dB distance
+
+
+def spectral_difference(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """Per frequency bin, the dB difference reconstruction - signal of their Welch PSDs: [n_starts, B, bins].
+
+    Negative where the signal holds power its reconstruction lacks (an interferer the model does not
+    rebuild), positive where the reconstruction adds power. Bins in :func:`src.dsp.welch_psd`'s FFT order.
+    """
+    reference = welch_psd(x0)[None]
+    floor = PSD_FLOOR * reference.mean(dim=-1, keepdim=True)
+    return 10 * (torch.log10(welch_psd(reconstructions) + floor) - torch.log10(reference + floor))
 
 
 def log_spectral_distance(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
     """RMS over frequency of the difference in dB between the Welch PSDs of signal and reconstruction."""
-    reference = welch_psd(x0)[None]
-    floor = PSD_FLOOR * reference.mean(dim=-1, keepdim=True)
-    decibels = 10 * (torch.log10(welch_psd(reconstructions) + floor) - torch.log10(reference + floor))
-    return decibels.pow(2).mean(dim=-1).sqrt()
+    return spectral_difference(x0, reconstructions).pow(2).mean(dim=-1).sqrt()
+
+
+def structural_error(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM [n_starts, B] of images ``x0`` [B, C, *spatial] and reconstructions [n_starts, B, C, *spatial]."""
+    spatial_dims = x0.dim() - 2
+    window = min(SSIM_WINDOW, *x0.shape[2:])
+    window -= 1 - window % 2  # odd
+    metric = SSIMMetric(spatial_dims=spatial_dims, data_range=1.0, win_size=window)
+    n_starts = len(reconstructions)
+    flat = reconstructions.reshape(-1, *x0.shape[1:]).float().clamp(0.0, 1.0)
+    similarity = metric(flat, x0.float().repeat(n_starts, *[1] * (x0.dim() - 1)))
+    return (1.0 - similarity).reshape(n_starts, len(x0))
 
 
 def reconstruction_errors(x0: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Errors [n_starts, B] of reconstructions [n_starts, B, 2, T] of signals ``x0`` [B, 2, T], per view."""
+    """Errors [n_starts, B] of reconstructions [n_starts, B, C, ...] of ``x0`` [B, C, ...], per view:
+    :data:`SIGNAL_DISTANCES` for signals [B, 2, T], :data:`IMAGE_DISTANCES` for images and volumes."""
     difference = reconstructions - x0[None]
+    if x0.dim() > 3:
+        spatial = tuple(range(2, difference.dim()))
+        return {"mse": difference.pow(2).mean(dim=spatial), "mae": difference.abs().mean(dim=spatial),
+                "ssim": structural_error(x0, reconstructions)}
     return {"mse": difference.pow(2).mean(dim=(-2, -1)), "mae": difference.abs().mean(dim=(-2, -1)),
             "env": (envelope(reconstructions) - envelope(x0)[None]).pow(2).mean(dim=-1),
             "lsd": log_spectral_distance(x0, reconstructions)}

@@ -1,7 +1,8 @@
 """How well scores separate in from out: the OOD detection measures (OpenOOD conventions).
 
 The one AUROC of the project: ood_detection.py's tables, the report and the benchmarks that chose
-the defaults all go through :func:`ood_metrics` / :func:`auroc_table`.
+the defaults all go through :func:`ood_metrics` / :func:`auroc_table`. Intervals resample frames
+(the independent units) rather than the correlated windows cut from them.
 
 Scores: higher = more unusual. AUROC and AUPR-Out treat out as the positive class; AUPR-In treats
 in as positive (with the scores negated); FPR@95TPR is the fraction of out signals accepted as in at
@@ -43,21 +44,55 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
 
 
 def bootstrap_auroc(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int, seed: int = 0,
-                    level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUROC (in and out resampled separately)."""
+                    level: float = 0.95, in_units=None, out_units=None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC, resampling independent units (frames).
+
+    Windows cut from one frame share its carrier offset, phase and noise, so they are not
+    independent draws: each resample draws whole units with replacement, in and out apart, and keeps
+    every window of each drawn unit (a cluster bootstrap). ``in_units``/``out_units`` name each
+    score's unit; without them every score is its own unit.
+    """
+    in_scores, out_scores = np.asarray(in_scores, dtype=float), np.asarray(out_scores, dtype=float)
+    in_index, n_in_units = unit_index(in_units, len(in_scores))
+    out_index, n_out_units = unit_index(out_units, len(out_scores))
     rng = np.random.default_rng(seed)
-    in_draws = in_scores[rng.integers(0, len(in_scores), size=(n_bootstrap, len(in_scores)))]
-    out_draws = out_scores[rng.integers(0, len(out_scores), size=(n_bootstrap, len(out_scores)))]
-    values = rank_auroc(in_draws, out_draws)
+    in_counts, out_counts = np.empty((n_bootstrap, n_in_units)), np.empty((n_bootstrap, n_out_units))
+    for draw in range(n_bootstrap):
+        in_counts[draw] = np.bincount(rng.integers(0, n_in_units, n_in_units), minlength=n_in_units)
+        out_counts[draw] = np.bincount(rng.integers(0, n_out_units, n_out_units), minlength=n_out_units)
+    values = weighted_auroc(in_scores, out_scores, in_counts[:, in_index], out_counts[:, out_index])
     tail = (1 - level) / 2
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
-def ood_metrics(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """AUROC with its bootstrap 95% interval (NaN when n_bootstrap is 0), AUPR-In, AUPR-Out, FPR@95TPR."""
+def unit_index(units, n: int) -> tuple[np.ndarray, int]:
+    """Each score's unit as 0..n_units-1, and n_units (every score its own unit when ``units`` is None)."""
+    if units is None:
+        return np.arange(n), n
+    names, index = np.unique(np.asarray(units, dtype=str), return_inverse=True)
+    return index, len(names)
+
+
+def weighted_auroc(in_scores: np.ndarray, out_scores: np.ndarray, in_weights: np.ndarray,
+                   out_weights: np.ndarray) -> np.ndarray:
+    """AUROC per row of weights [B, n_in] and [B, n_out]: each score counted as often as its weight."""
+    order = np.argsort(in_scores, kind="stable")
+    sorted_in = in_scores[order]
+    cumulative = np.concatenate([np.zeros((len(in_weights), 1)), np.cumsum(in_weights[:, order], axis=1)], axis=1)
+    below = cumulative[:, np.searchsorted(sorted_in, out_scores, side="left")]
+    up_to = cumulative[:, np.searchsorted(sorted_in, out_scores, side="right")]
+    wins = (out_weights * (below + 0.5 * (up_to - below))).sum(axis=1)
+    return wins / (in_weights.sum(axis=1) * out_weights.sum(axis=1))
+
+
+def ood_metrics(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
+                in_units=None, out_units=None) -> dict:
+    """AUROC with its bootstrap 95% interval over units (NaN when n_bootstrap is 0), AUPR-In, AUPR-Out,
+    FPR@95TPR."""
     in_scores, out_scores = np.asarray(in_scores, dtype=float), np.asarray(out_scores, dtype=float)
     labels, scores = labels_and_scores(in_scores, out_scores)
-    low, high = bootstrap_auroc(in_scores, out_scores, n_bootstrap, seed) if n_bootstrap else (np.nan, np.nan)
+    low, high = (bootstrap_auroc(in_scores, out_scores, n_bootstrap, seed, in_units=in_units, out_units=out_units)
+                 if n_bootstrap else (np.nan, np.nan))
     return {"AUROC": auroc(in_scores, out_scores), "AUROC_low": low, "AUROC_high": high,
             "AUPR_In": float(average_precision_score(1 - labels, -scores)),
             "AUPR_Out": float(average_precision_score(labels, scores)),
@@ -65,9 +100,20 @@ def ood_metrics(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: int 
 
 
 def metrics_table(in_scores: pd.Series, outs: dict[str, pd.Series], n_bootstrap: int = 1000,
-                  seed: int = 0) -> pd.DataFrame:
-    """One row per out set (sorted by name) and a ``mean`` row; columns :data:`COLUMNS`."""
-    rows = {name: ood_metrics(in_scores.to_numpy(), outs[name].to_numpy(), n_bootstrap, seed) for name in sorted(outs)}
+                  seed: int = 0, units: pd.Series | None = None) -> pd.DataFrame:
+    """One row per out set (sorted by name) and a ``mean`` row; columns :data:`COLUMNS`.
+
+    ``units`` maps each signal id (the scores' index) to its independent unit (frame) for the
+    bootstrap; without it every signal is its own unit.
+    """
+    def unit_ids(scores: pd.Series):
+        if units is None:
+            return None
+        found = units.reindex(scores.index).to_numpy(dtype=object)
+        return np.where(pd.isna(found), scores.index.to_numpy(dtype=object), found)  # unknown: its own unit
+
+    rows = {name: ood_metrics(in_scores.to_numpy(), outs[name].to_numpy(), n_bootstrap, seed,
+                              unit_ids(in_scores), unit_ids(outs[name])) for name in sorted(outs)}
     table = pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
     table.loc["mean"] = table.mean(axis=0)
     table.loc["mean", ["AUROC_low", "AUROC_high"]] = np.nan  # an interval of the mean needs a joint bootstrap

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from src.cli import comma_list, flag, positive_int
-from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, FEATURE_DEFAULTS
 from src.ood.ood_folder import METRICS
 from src.ood.score_functions import DESCRIPTIONS, SCORES
 
@@ -20,13 +20,15 @@ def metric_list(value: str) -> list[str]:
 
 def add_score_args(parser: argparse.ArgumentParser) -> None:
     """How reconstruction errors become one OOD score per signal (fitted on the run's val results)."""
-    parser.add_argument("--score", choices=list(SCORES), default=DEFAULT_SCORE,
+    defaults = (f"{DEFAULT_SCORE} on {','.join(DEFAULT_METRICS)}; for a train_features.py run "
+                f"{FEATURE_DEFAULTS[0]} on {','.join(FEATURE_DEFAULTS[1])}")
+    parser.add_argument("--score", choices=list(SCORES), default=None,
                         help="OOD score, fitted on val only: " + "; ".join(
-                            f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + " (default: %(default)s)")
-    parser.add_argument("--metric", "--score_metric", dest="metric", type=metric_list, default=DEFAULT_METRICS,
+                            f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + f" (default: {defaults})")
+    parser.add_argument("--metric", "--score_metric", dest="metric", type=metric_list, default=None,
                         help=f"reconstruction error(s) the score reads, comma separated, from {','.join(METRICS)} "
-                             "(mse, mae: waveform; env: envelope; lsd: log-spectral distance in dB) "
-                             f"(default: {','.join(DEFAULT_METRICS)})")
+                             "(mse, mae: waveform; env: envelope; lsd: log-spectral distance in dB; feat: the "
+                             f"feature baseline's distance) (default: {defaults})")
     parser.add_argument("--min_t", type=int, default=0, help="smallest start point kept (default: %(default)s)")
     parser.add_argument("--max_t", type=int, default=1000, help="largest start point kept (default: %(default)s)")
     parser.add_argument("--t_skip", type=positive_int, default=1,

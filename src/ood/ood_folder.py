@@ -2,13 +2,17 @@
 
 - ``results_val.csv``, ``results_in.csv``, ``results_<Name>.csv`` (reconstruct.py -> ood_detection.py,
   score.py): one row per (signal, t) with columns ``filename`` (sample id ``<file stem>:<index>``),
-  ``type`` (val | in | out), ``dataset`` (display name), ``t`` and one column per reconstruction
-  distance (:data:`src.ood.distances.DISTANCES`);
+  ``type`` (val | in | out), ``dataset`` (display name), ``t``, one column per reconstruction
+  distance (:data:`src.ood.distances.DISTANCES`) and ``frame``, the independent unit the signal
+  belongs to (the frame its window was cut from; error bars resample these); and ``snr_db``, the
+  signal's SNR in dB, where the processed file records one (ood_detection.py's per-SNR tables);
 - ``reconstruction.json``: the settings the results were made with (mode, steps, start points, seed);
 - ``.partial/<file stem>.rank<R>.csv``: rows of finished batches of a set not yet complete, so an
   interrupted reconstruction continues where it stopped; removed once the set's results are written;
-- ``metrics_<metrics>_<score>.csv``, ``auroc_<metrics>_<score>.json``, ``report.md`` and ``report/``
-  (ood_detection.py); ``scores_<input stem>.csv`` (score.py).
+- ``metrics_<metrics>_<score>.csv``, ``auroc_<metrics>_<score>.json``, ``snr_<metrics>_<score>.csv``
+  (where the results record SNRs), ``report.md`` and ``report/`` (ood_detection.py);
+  ``scores_<input stem>.csv`` and its plot (score.py); ``val_spectra.npz``, the val windows' per-bin
+  spectral errors that score.py localises anomalies against (see :mod:`src.ood.localisation`).
 
 Every file is written atomically (:func:`src.io.atomic_path`); floats as :data:`FLOAT_FORMAT`.
 """
@@ -27,7 +31,10 @@ from src.io import atomic_path, load_json, make_dir, save_json
 from src.ood.distances import DISTANCES
 
 ID_COLUMNS = ("filename", "type", "dataset", "t")
-METRICS = DISTANCES  # the error columns a results file may hold
+UNIT_COLUMN = "frame"  # optional: results written before it existed treat every signal as its own unit
+SNR_COLUMN = "snr_db"  # optional: each signal's SNR in dB, where its processed file records one
+FEATURE_COLUMN = "feat"  # the feature baseline's distance (train_features.py runs)
+METRICS = (*DISTANCES, FEATURE_COLUMN)  # the error columns a results file may hold
 SET_TYPES = ("val", "in", "out")
 FLOAT_FORMAT = "%.9g"  # enough digits that a results file reads back the float32 errors exactly
 SETTINGS_FILE = "reconstruction.json"
@@ -45,6 +52,7 @@ class OodFolder:
     partial_dir = property(lambda self: self.path / PARTIAL_DIR)
     report_file = property(lambda self: self.path / "report.md")
     report_dir = property(lambda self: self.path / REPORT_DIR)
+    val_spectra_file = property(lambda self: self.path / "val_spectra.npz")  # score.py's per-bin val errors
 
     def results(self, set_type: str, name: str = "") -> Path:
         """``results_val.csv``, ``results_in.csv`` or ``results_<name>.csv`` for an out set."""
@@ -60,6 +68,10 @@ class OodFolder:
 
     def auroc_file(self, suffix: str) -> Path:
         return self.path / f"auroc_{suffix}.json"
+
+    def snr_file(self, suffix: str) -> Path:
+        """``snr_<suffix>.csv``: AUROC and FPR@95TPR per SNR bin (ood_detection.py, where SNRs are known)."""
+        return self.path / f"snr_{suffix}.csv"
 
     def scores_file(self, input_stem: str) -> Path:
         return self.path / f"scores_{input_stem}.csv"
@@ -105,14 +117,30 @@ class OodFolder:
 
 
 def results_frame(ids: list[str], set_type: str, name: str, starts: list[int],
-                  errors: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Rows for one batch: ``errors[metric]`` is [n_starts, B]; rows run signal-major, t ascending."""
+                  errors: dict[str, np.ndarray], frames: list[str] | None = None,
+                  snr_db: list[float] | None = None) -> pd.DataFrame:
+    """Rows for one batch: ``errors[metric]`` is [n_starts, B]; rows run signal-major, t ascending.
+
+    ``frames``: each signal's independent unit (default: the signal itself). ``snr_db``: each
+    signal's SNR in dB, written as column ``snr_db`` (None: no such column).
+    """
     n_starts, batch = next(iter(errors.values())).shape
     frame = pd.DataFrame({"filename": np.repeat(np.asarray(ids, dtype=object), n_starts),
                           "type": set_type, "dataset": name, "t": np.tile(np.asarray(starts), batch)})
     for metric, values in errors.items():
         frame[metric] = np.asarray(values, dtype=np.float64).T.reshape(-1)
+    frame[UNIT_COLUMN] = np.repeat(np.asarray(ids if frames is None else frames, dtype=object), n_starts)
+    if snr_db is not None:
+        frame[SNR_COLUMN] = np.repeat(np.asarray(snr_db, dtype=np.float64), n_starts)
     return frame
+
+
+def signal_units(frame: pd.DataFrame) -> pd.Series:
+    """Each signal's independent unit (filename -> frame id); the signal itself where none is recorded."""
+    if UNIT_COLUMN not in frame.columns:
+        ids = frame["filename"].drop_duplicates()
+        return pd.Series(ids.to_numpy(), index=ids.to_numpy())
+    return frame.groupby("filename", sort=False)[UNIT_COLUMN].first()
 
 
 def in_sample_order(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from src.cli import setup_logging
-from src.data.datasets import SignalDataset, display_name
-from src.diffusion.schedulers import SCHEDULE_KEYS
+from src.data.sources import open_set, options_for_run, set_name
+from src.diffusion.schedulers import SCHEDULE_KEYS, check_schedule
 from src.distributed import Dist, barrier, on_main
 from src.errors import UserError
 from src.io import make_dir
@@ -47,19 +47,28 @@ def reconstruct_sets(args, dist: Dist) -> None:
     run = Run(args.output_dir, args.model_name)
     config = run.load_config()
     check_agrees(config["network"], {"model_type": args.model_type}, run.config_path)
-    check_agrees(config.get("scheduler", {}), {key: getattr(args, key) for key in SCHEDULE_KEYS}, run.config_path)
+    given = {key: getattr(args, key) for key in SCHEDULE_KEYS}
+    if "scheduler" in config:
+        check_schedule({**config["scheduler"], **{key: value for key, value in given.items() if value is not None}})
+    check_agrees(config.get("scheduler", {}), given, run.config_path)
+    options = options_for_run(config.get("data", {}), args)
+    check_vqvae(config, args.vqvae_checkpoint, run)
     check_set_files(args.validation_h5file if args.run_val else None, args.in_ids if args.run_in else [],
-                    args.out_ids if args.run_out else [])
-    datasets = [(set_type, [SignalDataset(path, first_n, args.cache_data) for path in paths])
+                    args.out_ids if args.run_out else [], options.spatial_dims)
+    datasets = [(set_type, [open_set(path, options, first_n, args.cache_data) for path in paths])
                 for set_type, paths, first_n in planned_sets(args)]  # opened up front: a bad path fails early
 
     folder = OodFolder(on_main(dist, make_dir, run.ood_dir))
     setup_logging(run.log_file, main_process=dist.is_main)
     reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
                                         args.seed, dist.device, args.reconstruction_mode, args.max_chains,
-                                        args.compile)
+                                        args.compile, args.plms_history, args.precision)
     settings = {**reconstructor.settings, "seed": args.seed, "first_n": args.first_n,
                 "first_n_val": args.first_n_val}
+    if options.spatial_dims != 1:  # recorded for images only, so the settings of earlier signal runs still match
+        settings["spatial_dims"] = options.spatial_dims
+    if args.precision != "auto":
+        settings["precision"] = args.precision
     log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
              len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)
     paths = [folder.results(set_type, files[0].name) for set_type, files in datasets]
@@ -79,13 +88,27 @@ def reconstruct_sets(args, dist: Dist) -> None:
         barrier(dist)
 
 
-def check_set_files(validation: str | None, in_files: list[str], out_files: list[str]) -> None:
+def check_vqvae(config: dict, vqvae_checkpoint: str | None, run: Run) -> None:
+    """--vqvae_checkpoint may repeat (as the research code's command does) the VQ-VAE an LDM was trained on."""
+    if vqvae_checkpoint is None:
+        return
+    trained = config.get("latent", {}).get("vqvae_checkpoint")
+    if trained is None:
+        raise UserError(f"--vqvae_checkpoint={vqvae_checkpoint} but {run.config_path} is not a latent diffusion run; "
+                        "drop the flag")
+    if Path(vqvae_checkpoint).resolve() != Path(trained).resolve():
+        raise UserError(f"--vqvae_checkpoint={vqvae_checkpoint} (config: {trained}) clash with {run.config_path}; "
+                        "drop the flag or use the LDM trained on that VQ-VAE")
+
+
+def check_set_files(validation: str | None, in_files: list[str], out_files: list[str],
+                    spatial_dims: int = 1) -> None:
     """Refuse set lists that would overwrite each other's results or score a set against itself."""
     resolved_in = {Path(path).resolve() for path in in_files}
     for path in out_files:
         if Path(path).resolve() in resolved_in:
             raise UserError(f"{path} is given both as --in_ids and in --out_ids; an out set must differ from in")
-    names = [display_name(path) for path in out_files]
+    names = [set_name(path, spatial_dims) for path in out_files]
     clashes = sorted({name for name in names if names.count(name) > 1 or name in ("val", "in")})
     if clashes:
         raise UserError(f"--out_ids holds several files named {', '.join(clashes)} (or a reserved name val/in); "

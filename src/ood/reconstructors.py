@@ -15,7 +15,7 @@ from torch.utils.data import Subset
 from src.data.datasets import SignalDataset, make_loader
 from src.diffusion.engine import ScheduleTables, reconstruct_batched
 from src.diffusion.latent import load_space
-from src.diffusion.multistart import model_evaluations, sample_noise, start_points
+from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler
 from src.distributed import Dist, gather_to_main, on_main, shard
 from src.errors import UserError
@@ -23,17 +23,26 @@ from src.networks import load_trained
 from src.ood.distances import reconstruction_errors
 from src.ood.ood_folder import OodFolder, append_partial, in_sample_order, read_partials, results_frame
 from src.progress import progress
+from src.runtime import WithPrecision
 from src.run import Run
 
 log = logging.getLogger("rfood")
+PLMS_HISTORIES = ("reset", "carry")  # per start point (PLMS as defined), or carried over as the research code did
 
 
 class DiffusionReconstructor:
     """Noise each signal (or its latent) to every start point and denoise it back (batched engine)."""
 
     def __init__(self, model: nn.Module, config: dict, num_inference_steps: int, inference_skip_factor: int,
-                 seed: int, device: torch.device, mode: str = "plms", max_chains: int | None = None) -> None:
+                 seed: int, device: torch.device, mode: str = "plms", max_chains: int | None = None,
+                 plms_history: str = "reset") -> None:
+        if plms_history not in PLMS_HISTORIES:
+            raise UserError(f"--plms_history must be one of {', '.join(PLMS_HISTORIES)}, got {plms_history!r}")
+        if plms_history == "carry" and mode != "plms":
+            raise UserError(f"--plms_history=carry reproduces the research code's PLMS loop; it needs "
+                            f"--reconstruction_mode=plms, not {mode}")
         self.model, self.seed, self.mode, self.max_chains = model, seed, mode, max_chains
+        self.plms_history = plms_history
         self.space = load_space(config, device)
         self.b_scale = config["scheduler"]["b_scale"]
         self.scheduler = build_pndm_scheduler(config["scheduler"], num_inference_steps)
@@ -43,15 +52,24 @@ class DiffusionReconstructor:
         self.settings = {"mode": mode, "num_inference_steps": num_inference_steps,
                          "inference_skip_factor": inference_skip_factor, "start_points": self.starts,
                          "model_evaluations_per_signal": evaluations}
+        if plms_history != "reset":  # recorded only when it departs from the default, so older settings still match
+            self.settings["plms_history"] = plms_history
 
     @torch.inference_mode()
     def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reconstruction_errors(x0, self.reconstructions(x0, indices))
+
+    @torch.inference_mode()
+    def reconstructions(self, x0: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Each signal of ``x0`` [B, ...] rebuilt from every start point: [n_starts, B, ...]."""
         z0 = self.space.encode(x0)
         noise = sample_noise(indices, len(self.starts), tuple(z0.shape[1:]), self.seed)
-        latents = reconstruct_batched(self.model, self.scheduler, z0, self.starts, noise, self.b_scale, self.mode,
-                                      self.max_chains, self.tables)
-        signals = torch.stack([self.space.decode(z, x0.shape[-1]) for z in latents])
-        return reconstruction_errors(x0, signals)
+        if self.plms_history == "carry":  # the research code's loop: one scheduler, history carried over
+            latents = reconstruct(self.model, self.scheduler, z0, self.starts, noise, self.b_scale, reset_history=False)
+        else:
+            latents = reconstruct_batched(self.model, self.scheduler, z0, self.starts, noise, self.b_scale, self.mode,
+                                          self.max_chains, self.tables)
+        return torch.stack([self.space.decode(z, tuple(x0.shape[2:])) for z in latents])
 
 
 class AutoencoderReconstructor:
@@ -65,21 +83,44 @@ class AutoencoderReconstructor:
 
     @torch.inference_mode()
     def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reconstruction_errors(x0, self.model(x0)[None])
+        return reconstruction_errors(x0, self.reconstructions(x0, indices))
+
+    @torch.inference_mode()
+    def reconstructions(self, x0: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's output for ``x0`` [B, ...], as the one start point: [1, B, ...]."""
+        return self.model(x0)[None]
+
+
+class FeatureScorer:
+    """The model-free baseline: each window's feature distance from the training windows, as ``feat`` at t = 0."""
+
+    starts = [0]
+    settings = {"mode": "features", "start_points": [0], "model_evaluations_per_signal": 0}
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @torch.inference_mode()
+    def errors(self, x0: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"feat": self.model(x0).float()[None]}
 
 
 def build_reconstructor(run: Run, config: dict, num_inference_steps: int, inference_skip_factor: int, seed: int,
                         device: torch.device, mode: str = "plms", max_chains: int | None = None,
-                        compile: bool = False):
+                        compile: bool = False, plms_history: str = "reset", precision: str = "auto"):
     kind = config.get("kind")
     model = load_trained(config["network"], run.best_checkpoint, device)
     if compile:
         model = torch.compile(model)
+    if precision != "auto":
+        model = WithPrecision(model, precision)
     if kind == "autoencoder":
         return AutoencoderReconstructor(model)
+    if kind == "features":
+        return FeatureScorer(model)
     if kind in ("ddpm", "ldm"):
         return DiffusionReconstructor(model, config, num_inference_steps, inference_skip_factor, seed, device,
-                                      mode, max_chains)
+                                      mode, max_chains, plms_history)
     raise UserError(f"{run.config_path} describes an unknown kind of run {kind!r}")
 
 
@@ -107,8 +148,11 @@ def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_
     for batch in progress(loader, f"{set_type} {dataset.name}", unit="batch", enabled=dist.is_main):
         errors = reconstructor.errors(batch["signal"].to(dist.device), batch["index"])
         ids = [dataset.ids[int(i)] for i in batch["index"]]
+        units = [dataset.units[int(i)] for i in batch["index"]] if hasattr(dataset, "units") else None
+        snrs = getattr(dataset, "snr_db", None)
         frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
-                                    {k: v.cpu().numpy() for k, v in errors.items()}))
+                                    {k: v.cpu().numpy() for k, v in errors.items()}, units,
+                                    None if snrs is None else [snrs[int(i)] for i in batch["index"]]))
         if partial is not None:
             append_partial(frames[-1], partial)
     parts = gather_to_main(dist, pd.concat(frames, ignore_index=True) if frames else None)

@@ -74,6 +74,31 @@ def z_profile_figure(profiles: dict[str, pd.DataFrame], metrics: list[str]) -> F
     return figure
 
 
+def snr_figure(table: pd.DataFrame) -> Figure:
+    """AUROC and FPR@95TPR against SNR (bin centres), one line per out dataset."""
+    figure = new_figure(10.0, 4.0)
+    for index, (measure, limits) in enumerate((("AUROC", (0.0, 1.02)), ("FPR@95TPR", (-0.02, 1.02)))):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for name, rows in table.groupby("dataset"):
+            axes.plot((rows["snr_lo"] + rows["snr_hi"]) / 2, rows[measure], marker="o", markersize=4, label=name)
+        axes.set(xlabel="SNR (dB, bin centre)", ylabel=measure, ylim=limits, title=f"{measure} per SNR bin")
+    figure.axes[0].axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    figure.axes[0].legend(fontsize="small")
+    return figure
+
+
+def snr_section(table: pd.DataFrame) -> list[str]:
+    """report.md's per-SNR section: the table (long form) and its plot."""
+    lines = ["| SNR (dB) | dataset | n_in | n_out | AUROC | FPR@95TPR |", "|---|---|---|---|---|---|"]
+    for row in table.sort_values(["snr_lo", "dataset"]).to_dict("records"):
+        auroc, fpr = ("–" if pd.isna(row[key]) else f"{row[key]:.3f}" for key in ("AUROC", "FPR@95TPR"))
+        lines.append(f"| {row['snr_lo']:g}..{row['snr_hi']:g} | {row['dataset']} | {row['n_in']} | {row['n_out']} | "
+                     f"{auroc} | {fpr} |")
+    return ["## Detection against SNR", "",
+            "The in set's signals of each SNR bin against each out set's signals of the same bin.", "",
+            *lines, "", f"![detection against SNR]({REPORT_DIR}/snr.png)", ""]
+
+
 def save_png(figure: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -92,23 +117,27 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def write_report(folder: OodFolder, title: str, method_lines: list[str], metrics: pd.DataFrame, detector: Detector,
-                 scores: dict[str, pd.Series], frames: dict[str, pd.DataFrame]) -> Path:
-    """Write the ood folder's report.md and its PNGs; ``scores``/``frames`` hold val, in and each out set."""
+                 scores: dict[str, pd.Series], frames: dict[str, pd.DataFrame], snr: pd.DataFrame | None = None) -> Path:
+    """Write the ood folder's report.md and its PNGs; ``scores``/``frames`` hold val, in and each out set;
+    ``snr``, the per-SNR table (:mod:`src.ood.snr`), adds a section where the data records SNRs."""
     outs = {name: value for name, value in scores.items() if name not in ("val", "in")}
     plots = {"roc.png": roc_figure(scores["in"], outs, metrics["AUROC"]),
              "score_histograms.png": histogram_figure(scores, detector.score),
              "z_against_t.png": z_profile_figure(z_profiles(detector, frames), detector.metrics)}
+    if snr is not None:
+        plots["snr.png"] = snr_figure(snr)
     for name, figure in plots.items():
         save_png(figure, folder.report_dir / name)
     lines = [f"# {title}", "", *[f"- {line}" for line in method_lines], "",
              ("AUROC and AUPR-Out: out is the positive class; AUPR-In: in is; FPR@95TPR: fraction of out "
-              "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval."), "",
+              "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval, resampling frames (the independent units), not windows."), "",
              markdown_table(metrics), "",
              "## ROC curves", "", f"![ROC curves]({REPORT_DIR}/roc.png)", "",
              "## Per-signal scores", "", f"![score histograms]({REPORT_DIR}/score_histograms.png)", "",
              "## Mean z-score against start point t", "",
              "z = (error - val mean) / val std at each (metric, t); val sits at 0 by construction.", "",
-             f"![mean z against t]({REPORT_DIR}/z_against_t.png)", ""]
+             f"![mean z against t]({REPORT_DIR}/z_against_t.png)", "",
+             *(snr_section(snr) if snr is not None else [])]
     path = folder.report_file
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))

@@ -6,26 +6,33 @@ ood_detection.py fits it. The threshold is the (1 - fpr) quantile of *cross-fitt
 each val signal is scored by a detector fitted without it, because a detector scores its own
 fitting signals as more typical than new ones, so an in-sample quantile flags more than ``fpr`` of
 new in-distribution windows.
+
+Processed h5 inputs are scored as reconstruct.py reads them. Raw recordings (SigMF, ``.npy``,
+``*_raw_data.h5``) are streamed in bounded memory, windows ``--hop`` apart, and each flagged window
+gets the band that deviates most (:mod:`src.ood.field_scoring`, :mod:`src.ood.localisation`).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from src.cli import setup_logging
-from src.data.datasets import SignalDataset, display_name
-from src.data.prep import cut_windows, normalize_rms
-from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort, read_recording
+from src.data.datasets import SignalDataset
+from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort
+from src.data.streaming import Recording, open_h5_recording, open_recording
 from src.diffusion.engine import MODES
-from src.distributed import Dist
+from src.distributed import Dist, on_main
 from src.errors import UserError
 from src.ood.detector import Detector, ScoreOptions
+from src.ood.field_scoring import (Clock, FieldOptions, Scorer, StreamSummary, frequency_unit, merged_columns,
+                                   output_columns, recording_clock, row_writer, score_recording)
+from src.ood.localisation import SpectralBaseline, val_differences
 from src.ood.ood_folder import OodFolder, as_written, read_results, write_table
 from src.ood.reconstructors import build_reconstructor, reconstruct_set
 from src.run import Run
@@ -69,12 +76,13 @@ def val_settings(folder: OodFolder, config: dict) -> dict:
     path = folder.settings_file
     settings = folder.load_settings(required=True)
     needed = ["mode", "seed", "start_points"]
-    if config.get("kind") != "autoencoder":
+    diffusion = config.get("kind") in ("ddpm", "ldm")
+    if diffusion:
         needed += ["num_inference_steps", "inference_skip_factor"]
     missing = [key for key in needed if key not in settings]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}; re-create it with reconstruct.py --overwrite=1")
-    if config.get("kind") != "autoencoder" and settings["mode"] not in MODES:
+    if diffusion and settings["mode"] not in MODES:
         raise UserError(f"{path} records mode {settings['mode']!r}, not a diffusion reconstruction mode "
                         f"({', '.join(MODES)}); re-create it with reconstruct.py --overwrite=1")
     return settings
@@ -98,23 +106,6 @@ def load_val(run: Run, folder: OodFolder, settings: dict) -> pd.DataFrame:
 # Inputs
 # --------------------------------------------------------------------------------------------------
 
-class WindowSet(Dataset):
-    """Windows [N, 2, T] held in memory, with the interface of :class:`SignalDataset` that
-    :func:`reconstruct_set` uses (path, name, ids, items {"signal", "index"})."""
-
-    def __init__(self, path: Path, windows: np.ndarray) -> None:
-        self.path, self.name = path, display_name(path)
-        self.windows = np.ascontiguousarray(windows, dtype=np.float32)
-        self.signal_length = self.windows.shape[-1]
-        self.ids = [f"{path.stem}:{index}" for index in range(len(self.windows))]
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"signal": torch.from_numpy(self.windows[index]), "index": index}
-
-
 def is_raw_h5(path: Path) -> bool:
     """An h5 whose ``dataset`` is complex (a raw recording) rather than float [N, 2, T] (processed)."""
     try:
@@ -126,36 +117,55 @@ def is_raw_h5(path: Path) -> bool:
                         ".sigmf-meta or .npy files") from err
 
 
-def read_input(path: Path, signal_length: int, normalize: str, first_n: int | None, cache: bool):
-    """One --input as a dataset of windows [N, 2, signal_length] for :func:`reconstruct_set`."""
+def open_raw(path: Path) -> Recording:
+    """A raw recording opened for chunked reads (a complex h5 need not be named ``*_raw_data.h5``)."""
+    return open_recording(path) if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) else open_h5_recording(path)
+
+
+@dataclass
+class RawInput:
+    """A raw recording to stream, checked on opening: how many windows it gives, its clock, its CSV columns."""
+
+    path: Path
+    n_windows: int
+    clock: Clock
+    unit: str | None  # of the band columns (None: no localisation)
+    columns: list[str]
+
+
+def inspect_raw(path: Path, options: FieldOptions, localise: bool) -> RawInput:
+    """Open ``path`` once to check it against the flags (too short, units) before any reconstruction."""
+    with open_raw(path) as recording:
+        try:
+            n_windows = recording.n_windows(options.window, options.hop)
+        except RecordingTooShort as err:
+            frames = recording.frame_length is not None and recording.frame_length < options.window
+            what = f"holds frames of {recording.frame_length} samples, shorter" if frames else "is shorter"
+            raise UserError(f"{path} {what} than one window of the run's {options.window} samples; use a longer "
+                            "recording") from err
+        clock = recording_clock(recording, options.sample_rate)
+    unit = frequency_unit(path, options.units, clock) if localise else None
+    n_windows = n_windows if options.first_n is None else min(n_windows, options.first_n)
+    return RawInput(path, n_windows, clock, unit, output_columns(clock, unit))
+
+
+def read_input(path: Path, signal_length: int, args, options: FieldOptions, localise: bool):
+    """One --input: a processed h5 as a :class:`SignalDataset`, or a raw recording as a :class:`RawInput`."""
     if path.name.endswith(".sigmf-data"):
         raise UserError(f"{path}: pass the recording's .sigmf-meta file, not its .sigmf-data")
     if not path.is_file():
         raise UserError(f"input not found: {path}")
-    raw = path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path)
-    if not raw:
-        dataset = SignalDataset(path, first_n, cache)
-        if dataset.signal_length != signal_length:
-            raise UserError(f"{path} holds windows of {dataset.signal_length} samples but the run was trained on "
-                            f"{signal_length}; prepare it with --trim_length={signal_length} or pass the raw "
-                            "recording")
-        return dataset
-    try:
-        frames, _, _ = read_recording(path, signal_length)  # a stream is cut straight into windows
-    except RecordingTooShort as err:
-        raise UserError(f"{path} is shorter than one window of the run's {signal_length} samples; "
-                        "use a longer recording") from err
-    if frames.shape[1] < signal_length:
-        raise UserError(f"{path} holds frames of {frames.shape[1]} samples, shorter than one window of the run's "
-                        f"{signal_length} samples; use longer frames")
-    windows, frame_index = cut_windows(path, frames, signal_length)
-    if first_n is not None:
-        windows, frame_index = windows[:first_n], frame_index[:first_n]
-    if normalize == "rms":
-        windows = normalize_rms(path, windows, frame_index)
-    log.info("%s: %d frames of %d samples -> %d windows of %d%s", path, len(frames), frames.shape[1], len(windows),
-             signal_length, " (rms-normalised)" if normalize == "rms" else "")
-    return WindowSet(path, windows)
+    if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path):
+        return inspect_raw(path, options, localise)
+    if args.hop is not None:
+        raise UserError(f"--hop applies to raw recordings, but {path} is a processed h5 of fixed windows; "
+                        "drop --hop or pass the raw recording")
+    dataset = SignalDataset(path, args.first_n, args.cache_data)
+    if dataset.signal_length != signal_length:
+        raise UserError(f"{path} holds windows of {dataset.signal_length} samples but the run was trained on "
+                        f"{signal_length}; prepare it with --trim_length={signal_length} or pass the raw "
+                        "recording")
+    return dataset
 
 
 def check_stems(paths: list[Path]) -> None:
@@ -170,6 +180,9 @@ def check_stems(paths: list[Path]) -> None:
 # Scoring
 # --------------------------------------------------------------------------------------------------
 
+PROCESSED_COLUMNS = ["filename", "score", "threshold", "ood"]
+
+
 def score_table(scores: pd.Series, ids: list[str], threshold: float) -> pd.DataFrame:
     values = scores.reindex(ids).to_numpy()
     return pd.DataFrame({"filename": ids, "score": values, "threshold": threshold,
@@ -180,6 +193,82 @@ def write_scores(table: pd.DataFrame, path: Path) -> None:
     write_table(table, path, index=False)
 
 
+def field_options(args, signal_length: int) -> FieldOptions:
+    """The raw-recording flags of score.py; windows are the run's signal length, --hop apart."""
+    return FieldOptions(window=signal_length, hop=args.hop or signal_length, chunk_windows=args.chunk_windows,
+                        batch_size=args.batch_size, normalize=args.normalize, first_n=args.first_n,
+                        units=args.units, sample_rate=args.sample_rate, band_z=args.band_z, plot=args.plot)
+
+
+def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
+                      detector: Detector, dist: Dist) -> SpectralBaseline:
+    """Per-bin val statistics for localising bands (:mod:`src.ood.localisation`), rebuilt once and cached."""
+    val_path = args.val_h5file or config.get("data", {}).get("validation_h5file")
+    if val_path is None:
+        raise UserError(f"{folder.path.parent / 'config.json'} names no validation file; pass --val_h5file=<the file "
+                        "reconstruct.py got as --validation_h5file>, or --localise=0")
+    differences = on_main(dist, val_differences, folder, reconstructor, settings, val, Path(val_path),
+                          args.batch_size, dist.device)
+    return SpectralBaseline.fit(differences, list(reconstructor.starts), detector.ts)
+
+
+def plot_path(target: Path, path: Path, several: bool) -> Path:
+    """The plot beside the CSV: ``<csv stem>.png``, or ``<csv stem>_<input stem>.png`` when --out holds several
+    inputs."""
+    return target.with_name(f"{target.stem}_{path.stem}.png" if several else f"{target.stem}.png")
+
+
+def stream_input(item: RawInput, scorer: Scorer, options: FieldOptions, target: Path, shared_write, dist: Dist,
+                 several: bool) -> StreamSummary:
+    """Score one raw recording into ``target`` (or the shared --out writer, which holds ``several`` inputs)."""
+    plot = plot_path(target, item.path, several) if options.plot else None
+    with open_raw(item.path) as recording:
+        if shared_write is not None or not dist.is_main:
+            return score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit, shared_write,
+                                   dist, plot)
+        with row_writer(target, item.columns) as write:
+            return score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit, write, dist,
+                                   plot)
+
+
+def score_processed(dataset: SignalDataset, scorer: Scorer, args, target: Path, shared_write, dist: Dist):
+    """Score a processed h5 as reconstruct.py reads it (one row per window: filename, score, threshold, ood)."""
+    frame = reconstruct_set(scorer.reconstructor, dataset, "score", args.batch_size, dist, args.num_workers)
+    if not dist.is_main:
+        return None
+    table = score_table(scorer.detector.score_frame(as_written(frame), f"input {dataset.path.name}"), dataset.ids,
+                        scorer.threshold)
+    if shared_write is not None:
+        shared_write(table)
+    else:
+        write_scores(table, target)
+    return table
+
+
+def score_all(args, inputs: list, scorer: Scorer, options: FieldOptions, folder: OodFolder, dist: Dist,
+              tail: str) -> list[str]:
+    """Score every input (rows to --out or to scores_<stem>.csv each); the summary line of each."""
+    shared = Path(args.out) if args.out else None
+    several = shared is not None and len(inputs) > 1
+    columns = merged_columns([item.columns if isinstance(item, RawInput) else PROCESSED_COLUMNS for item in inputs])
+    summaries = []
+    with (row_writer(shared, columns) if shared and dist.is_main else contextlib.nullcontext()) as shared_write:
+        for item in inputs:
+            target = shared or folder.scores_file(item.path.stem)
+            if isinstance(item, RawInput):
+                done = stream_input(item, scorer, options, target, shared_write, dist, several)
+                summaries.append(f"{item.path.name}: {done.windows} windows of {options.window} samples every "
+                                 f"{options.hop}, {done.flagged} flagged ({done.flagged / done.windows:.1%}) at "
+                                 f"{done.rates()}; {tail} -> {target}")
+                continue
+            table = score_processed(item, scorer, args, target, shared_write, dist)
+            if table is not None:
+                flagged = int(table["ood"].sum())
+                summaries.append(f"{item.path.name}: {len(table)} windows, {flagged} flagged "
+                                 f"({flagged / len(table):.1%}); {tail} -> {target}")
+    return summaries
+
+
 def score_inputs(args, dist: Dist) -> None:
     """The whole of score.py for parsed flags ``args``, under torchrun or not."""
     setup_logging(main_process=dist.is_main)
@@ -187,46 +276,37 @@ def score_inputs(args, dist: Dist) -> None:
     folder = OodFolder(run.ood_dir)
     config = run.load_config()
     settings = val_settings(folder, config)
-    detector = ScoreOptions.from_args(args).fit(load_val(run, folder, settings))
+    val = load_val(run, folder, settings)
+    detector = ScoreOptions.from_args(args).for_run(settings).fit(val)
     threshold, val_fpr, n_val = detector_threshold(detector, args.fpr)
     signal_length = int(config["data"]["signal_length"])
     paths = [Path(path) for path in args.input]
     check_stems(paths)
     if args.out is not None and Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give the path of the CSV file to write")
-    datasets = [read_input(path, signal_length, args.normalize, args.first_n, args.cache_data) for path in paths]
+    options = field_options(args, signal_length)
+    localise = bool(args.localise) and config.get("kind") != "features"
+    inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
 
     reconstructor = build_reconstructor(run, config, settings.get("num_inference_steps", 1),
                                         settings.get("inference_skip_factor", 1), settings["seed"], dist.device,
-                                        settings["mode"], args.max_chains)
+                                        settings["mode"], args.max_chains,
+                                        plms_history=settings.get("plms_history", "reset"),
+                                        precision=args.precision or settings.get("precision", "auto"))
     if list(reconstructor.starts) != list(settings["start_points"]):
         raise UserError(f"rebuilding the val reconstruction of {run.path} gives start points "
                         f"{reconstructor.starts}, not those in reconstruction.json; re-run reconstruct.py")
     log.info("%s reconstruction (%d start points, seed %d) on %s; score %s on %s at t = %s; threshold %.6g from "
              "%d cross-fitted val scores", settings["mode"], len(reconstructor.starts), settings["seed"], dist.device,
              detector.score, ",".join(detector.metrics), detector.ts, threshold, n_val)
-
-    tables, summaries = [], []
-    for path, dataset in zip(paths, datasets):
-        frame = reconstruct_set(reconstructor, dataset, "score", args.batch_size, dist, args.num_workers)
-        if not dist.is_main:
-            continue
-        table = score_table(detector.score_frame(as_written(frame), f"input {path.name}"), dataset.ids, threshold)
-        target = Path(args.out) if args.out else folder.scores_file(path.stem)
-        if args.out is None:
-            write_scores(table, target)
-            log.info("wrote %s", target)
-        tables.append(table)
-        flagged = int(table["ood"].sum())
-        summaries.append(f"{path.name}: {len(table)} windows, {flagged} flagged ({flagged / len(table):.1%}); "
-                         f"threshold {threshold:.6g}, target FPR {args.fpr:g}, val FPR {val_fpr:.4f} -> {target}")
+    streaming = any(isinstance(item, RawInput) for item in inputs)
+    baseline = (spectral_baseline(args, config, folder, settings, val, reconstructor, detector, dist)
+                if localise and streaming else None)
+    scorer = Scorer(reconstructor, detector, threshold, baseline, args.band_z, dist.device, with_psd=args.plot)
+    tail = f"threshold {threshold:.6g}, target FPR {args.fpr:g}, val FPR {val_fpr:.4f}"
+    summaries = score_all(args, inputs, scorer, options, folder, dist, tail)
     if not dist.is_main:
         return
-    if args.out is not None:
-        write_scores(pd.concat(tables, ignore_index=True), Path(args.out))
-        log.info("wrote %s", args.out)
     print(f"{run.name}: score {detector.score} on {','.join(detector.metrics)}, {len(detector.ts)} start points "
           f"(t = {detector.ts[0]}..{detector.ts[-1]}), threshold from {n_val} cross-fitted val scores")
     print("\n".join(f"  {line}" for line in summaries))
-
-

@@ -4,10 +4,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from src.figures import codebook_figure, signal_figure
+from src.figures import codebook_figure, image_figure, signal_figure
 from src.networks.vqvae import codebook_usage
 from src.trainers.base import QUICK_TEST_BATCHES, Trainer
 from src.runtime import autocast
+
+
+def draw(x: torch.Tensor, reconstruction: torch.Tensor, title: str):
+    """Signals [B, 2, T] as I/Q, PSD and constellation; images and volumes as pictures."""
+    return (image_figure if x.dim() > 3 else signal_figure)(x, reconstruction, title)
 
 
 class AutoencoderTrainer(Trainer):
@@ -20,8 +25,8 @@ class AutoencoderTrainer(Trainer):
 
     def figures(self, x: torch.Tensor) -> dict:
         with autocast(self.device):
-            reconstruction = self.model(x)
-        return {"reconstruction": signal_figure(x, reconstruction, f"autoencoder epoch {self.epoch}")}
+            reconstruction = self.eval_model(x)
+        return {"reconstruction": draw(x, reconstruction, f"autoencoder epoch {self.epoch}")}
 
 
 class VQVAETrainer(Trainer):
@@ -43,8 +48,8 @@ class VQVAETrainer(Trainer):
 
     def figures(self, x: torch.Tensor) -> dict:
         with autocast(self.device):
-            reconstruction = self.model(x)[0]
-        return {"reconstruction": signal_figure(x, reconstruction, f"VQ-VAE epoch {self.epoch}")}
+            reconstruction = self.eval_model(x)[0]
+        return {"reconstruction": draw(x, reconstruction, f"VQ-VAE epoch {self.epoch}")}
 
     def log_figures(self, writer) -> None:
         super().log_figures(writer)
@@ -57,10 +62,10 @@ class VQVAETrainer(Trainer):
     @torch.no_grad()
     def codebook_counts(self) -> torch.Tensor:
         """How often each code is chosen over this process's validation signals (eval mode: no EMA update)."""
-        self.model.eval()
+        self.eval_model.eval()
         counts = torch.zeros(self.config["network"]["num_embeddings"], dtype=torch.long)
         for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "codebook"):
             with autocast(self.device):
-                codes = self.model.quantize(self.model.encode(x))[2]
+                codes = self.eval_model.quantize(self.eval_model.encode(x))[2]
             counts += torch.bincount(codes.flatten().cpu(), minlength=len(counts))
         return counts

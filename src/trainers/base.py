@@ -1,5 +1,9 @@
 """The training loop every stage shares: epochs, validation, best/last checkpoints, resume, TensorBoard.
 
+Optionally (the diffusion defaults) the learning rate warms up linearly and then follows a cosine
+down to zero over the run, and an exponential moving average (EMA) of the weights is kept: the EMA
+weights are the ones validated, drawn, chosen as best and loaded by later stages.
+
 A stage subclasses :class:`Trainer` and supplies :meth:`Trainer.loss`, and may supply
 :meth:`Trainer.figures` (drawn at every evaluation from the first validation signals). Each epoch
 draws its shuffling and noise from generators seeded by (seed, epoch), so a resumed run continues
@@ -7,6 +11,7 @@ exactly where a run in one go would be.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -43,6 +48,35 @@ class TrainSettings:
     num_workers: int
     quick_test: bool
     figures: bool = True  # TensorBoard figures at every evaluation (main process only)
+    lr_schedule: str = "constant"  # or "cosine": from the peak learning rate down to 0 over the run
+    warmup_steps: int = 0  # linear warm-up of the learning rate over the first steps
+    ema_decay: float = 0.0  # 0: no EMA of the weights
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
+    """The learning rate at optimizer step ``step`` (0-based) as a fraction of the peak."""
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "constant":
+        return warmup
+    progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for every weight; buffers (norm statistics) are copied."""
+    for averaged, current in zip(ema.parameters(), model.parameters()):
+        averaged.lerp_(current, 1.0 - decay)
+    for averaged, current in zip(ema.buffers(), model.buffers()):
+        averaged.copy_(current)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The decay used at a step: lower at the start, so early weights are not averaged in for long."""
+    return min(decay, (1.0 + step) / (10.0 + step))
 
 
 def strip_prefixes(state_dict: dict) -> dict:
@@ -93,6 +127,7 @@ class Trainer:
         self.device = dist.device
         self.model = build_model(config["network"]).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if settings.ema_decay > 0 else None
         self.net = self.model  # what training calls: the DDP wrapper under torchrun
         if dist.enabled:
             self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
@@ -109,6 +144,13 @@ class Trainer:
                                         num_workers=settings.num_workers, seed=settings.seed)
         self.val_loader = make_loader(val_set, settings.batch_size, shuffle=False, num_workers=settings.num_workers)
         self.epoch, self.step, self.best_val_loss = 0, 0, math.inf
+        steps_per_epoch = QUICK_TEST_BATCHES if settings.quick_test else len(self.train_loader)
+        self.total_steps = settings.n_epochs * min(steps_per_epoch, len(self.train_loader))
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, drawn and saved as best: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.model
 
     def loss(self, model: nn.Module, x: torch.Tensor,
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
@@ -124,7 +166,7 @@ class Trainer:
         """Draw :meth:`figures` of the first validation signals; on the main process, when enabled."""
         if self.figure_signals is None:
             return
-        self.model.eval()
+        self.eval_model.eval()
         for tag, figure in self.figures(self.figure_signals.to(self.device)).items():
             writer.add_figure(tag, figure, self.step, close=True)
 
@@ -150,7 +192,10 @@ class Trainer:
             self._check_finite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._set_learning_rate()
             self.optimizer.step()
+            if self.ema is not None:
+                update_ema(self.ema, self.model, ema_decay_at(self.step, self.settings.ema_decay))
             self.step += 1
             total, count = total + loss.item(), count + 1
             for name, value in {"loss": loss.item(), **extras}.items():
@@ -163,17 +208,22 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean loss (and extras) over the val set, with the same noise every time."""
-        self.model.eval()
+        self.eval_model.eval()
         generator = torch.Generator().manual_seed(VAL_SEED + self.dist.rank)
         sums, count = {}, 0
         for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "validation"):
-            loss, extras = self.loss(self.model, x, generator)
+            loss, extras = self.loss(self.eval_model, x, generator)
             for name, value in {"loss": loss.item(), **extras}.items():
                 sums[name] = sums.get(name, 0.0) + value * len(x)
             count += len(x)
         names = sorted(sums)
         *totals, count = all_reduce_sum(self.dist, *(sums[name] for name in names), count)
         return {name: value / max(count, 1) for name, value in zip(names, totals)}
+
+    def _set_learning_rate(self) -> None:
+        factor = lr_factor(self.step, self.total_steps, self.settings.lr_schedule, self.settings.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate * factor
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         """Stop every process together when any one sees a non-finite loss."""
@@ -183,9 +233,12 @@ class Trainer:
                             f"the last good checkpoint is kept in {self.run.path}; lower --learning_rate")
 
     def state(self) -> dict:
-        return {"model": strip_prefixes(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
-                "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss,
-                "config": self.config}
+        state = {"model": strip_prefixes(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch, "step": self.step, "best_val_loss": self.best_val_loss,
+                 "config": self.config}
+        if self.ema is not None:
+            state["ema"] = strip_prefixes(self.ema.state_dict())
+        return state
 
     def resume(self) -> None:
         """Continue from checkpoint_last.pth when it exists, at the epoch after the last finished one."""
@@ -193,6 +246,8 @@ class Trainer:
             return
         state = load_checkpoint(self.run.last_checkpoint)
         load_weights(self.model, state, self.run.last_checkpoint)
+        if self.ema is not None:  # a run that had no EMA starts one from its current weights
+            load_weights(self.ema, state, self.run.last_checkpoint, "ema" if "ema" in state else "model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.best_val_loss = state["epoch"], state["step"], state["best_val_loss"]
         log.info("resuming %s at epoch %d (best val loss %.5f)", self.run.path, self.epoch + 1, self.best_val_loss)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from src.data.sources import DataOptions, data_shape
 from src.diffusion.latent import SignalSpace
 from src.diffusion.multistart import reconstruct
 from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, training_target
-from src.figures import signal_figure
+from src.figures import image_figure, signal_figure
 from src.trainers.base import VAL_SEED, Trainer
 from src.runtime import autocast
 
@@ -49,23 +50,27 @@ class DiffusionTrainer(Trainer):
         latents = self.space.encode(x)
         noise = torch.randn((1, *latents.shape), generator=torch.Generator().manual_seed(VAL_SEED))
         scheduler = build_pndm_scheduler(self.config["scheduler"], FIGURE_INFERENCE_STEPS)
-        denoised = reconstruct(self.model, scheduler, latents, [FIGURE_START], noise, self.b_scale)[0]
+        denoised = reconstruct(self.eval_model, scheduler, latents, [FIGURE_START], noise, self.b_scale)[0]
         space = " in VQ-VAE latent space, decoded" if self.config["kind"] == "ldm" else ""
         title = (f"{self.config['kind'].upper()} epoch {self.epoch}: noised to t={FIGURE_START}, denoised{space} "
                  f"(PLMS, {FIGURE_INFERENCE_STEPS} steps)")
-        return {f"denoised_from_t{FIGURE_START}": signal_figure(x, self.space.decode(denoised, x.shape[-1]), title)}
+        decoded = self.space.decode(denoised, tuple(x.shape[2:]))
+        if x.dim() > 3:  # images or volumes
+            return {f"denoised_from_t{FIGURE_START}": image_figure(x, decoded, title)}
+        return {f"denoised_from_t{FIGURE_START}": signal_figure(x, decoded, title)}
 
 
-def ddpm_config(network: dict, scheduler: dict, signal_length: int, training_h5file: str,
-                validation_h5file: str, latent: dict | None = None) -> dict:
-    """config.json of a DDPM (or, with ``latent``, an LDM) run."""
+def ddpm_config(network: dict, scheduler: dict, data: dict, latent: dict | None = None) -> dict:
+    """config.json of a DDPM (or, with ``latent``, an LDM) run; ``data`` from :func:`data_section`."""
     config = {"kind": "ddpm" if latent is None else "ldm", "network": network, "scheduler": scheduler,
-              "data": data_section(signal_length, training_h5file, validation_h5file)}
+              "data": data}
     if latent is not None:
         config["latent"] = latent
     return config
 
 
-def data_section(signal_length: int, training_h5file: str, validation_h5file: str) -> dict:
-    return {"signal_length": signal_length, "channels": 2, "training_h5file": str(training_h5file),
-            "validation_h5file": str(validation_h5file)}
+def data_section(train_set, training_file: str, validation_file: str,
+                 options: DataOptions = DataOptions()) -> dict:
+    """The ``data`` section of config.json: the data's shape, files and (for images) how they were read."""
+    section = {**data_shape(train_set), "training_h5file": str(training_file), "validation_h5file": str(validation_file)}
+    return section if options.spatial_dims == 1 else {**section, **options.section()}

@@ -1,25 +1,38 @@
 """What the three training scripts share: their common flags, data, run folder and settings."""
 from __future__ import annotations
 
-from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
-from src.data.datasets import SignalDataset
+from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, flag, positive_int,
+                     setup_logging)
+from src.data.sources import DataOptions, data_shape, open_set
 from src.errors import UserError
 from src.io import make_dir
 from src.networks import network_config
 from src.run import Run
-from src.trainers.base import QUICK_TEST_BATCHES, TrainSettings, prepare_run
+from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
 from src.trainers.ddpm import data_section
 from src.distributed import Dist, distributed, on_main
 from src.runtime import seed_everything
 
 
-def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_rate: float) -> None:
+def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_rate: float,
+                      lr_schedule: str = "constant", warmup_steps: int = 0, ema_decay: float = 0.0) -> None:
     add_run_args(parser)
-    parser.add_argument("--training_h5file", required=True, help="processed h5 of the in-distribution type")
-    parser.add_argument("--validation_h5file", required=True, help="processed h5 for the validation loss")
+    parser.add_argument("--training_h5file", "--training_ids", dest="training_h5file", required=True,
+                        help="processed h5 of the in-distribution signals, or (--spatial_dimension 2/3) a CSV "
+                             "split file of images")
+    parser.add_argument("--validation_h5file", "--validation_ids", dest="validation_h5file", required=True,
+                        help="processed h5 (or CSV split file) for the validation loss")
     parser.add_argument("--n_epochs", type=positive_int, default=n_epochs, help="(default: %(default)s)")
     parser.add_argument("--learning_rate", type=float, default=learning_rate,
-                        help="AdamW learning rate (default: %(default)s)")
+                        help="AdamW learning rate, the peak of the schedule (default: %(default)s)")
+    parser.add_argument("--lr_schedule", choices=LR_SCHEDULES, default=lr_schedule,
+                        help="constant, or cosine: from --learning_rate down to 0 over --n_epochs "
+                             "(default: %(default)s)")
+    parser.add_argument("--warmup_steps", type=int, default=warmup_steps,
+                        help="linear learning-rate warm-up over the first steps (default: %(default)s)")
+    parser.add_argument("--ema_decay", type=float, default=ema_decay,
+                        help="keep an exponential moving average of the weights with this decay; it is what is "
+                             "validated, saved as best and reconstructed with; 0: none (default: %(default)s)")
     parser.add_argument("--eval_freq", type=positive_int, default=1,
                         help="epochs between validations (default: %(default)s)")
     parser.add_argument("--checkpoint_every", type=int, default=0,
@@ -30,19 +43,20 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     parser.add_argument("--figures", type=flag, default=True,
                         help="1: at every evaluation, log TensorBoard figures of the first validation signals "
                              "and their reconstructions (default: 1)")
-    parser.add_argument("--spatial_dimension", type=int, default=1, help="signals are 1D; only 1 is accepted")
+    add_data_args(parser)
     add_loader_args(parser, batch_size=batch_size)
     add_dist_args(parser)
 
 
-def load_training_sets(args) -> tuple[SignalDataset, SignalDataset]:
-    if args.spatial_dimension != 1:
-        raise UserError(f"--spatial_dimension={args.spatial_dimension}: RF signals are 1D, use 1")
-    train_set = SignalDataset(args.training_h5file, first_n=args.first_n, cache=args.cache_data)
-    val_set = SignalDataset(args.validation_h5file, cache=args.cache_data)
-    if val_set.signal_length != train_set.signal_length:
-        raise UserError(f"{args.validation_h5file} holds windows of {val_set.signal_length} samples but "
-                        f"{args.training_h5file} of {train_set.signal_length}; prepare both with one --trim_length")
+def load_training_sets(args):
+    """The training and validation sets the flags name (signals or images), checked to have one shape."""
+    options = DataOptions.from_args(args)
+    train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
+    val_set = open_set(args.validation_h5file, options, cache=args.cache_data)
+    if data_shape(val_set) != data_shape(train_set):
+        raise UserError(f"{args.validation_h5file} holds data of shape {data_shape(val_set)} but "
+                        f"{args.training_h5file} {data_shape(train_set)}; prepare both alike (--trim_length, or "
+                        "--image_size/--image_roi)")
     return train_set, val_set
 
 
@@ -64,7 +78,14 @@ def settings_from(args) -> TrainSettings:
     return TrainSettings(n_epochs=args.n_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          eval_freq=args.eval_freq, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          num_workers=args.num_workers, quick_test=args.quick_test,
-                         figures=args.figures)
+                         figures=args.figures, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+                         ema_decay=check_ema_decay(args.ema_decay))
+
+
+def check_ema_decay(decay: float) -> float:
+    if not 0.0 <= decay < 1.0:
+        raise UserError(f"--ema_decay must lie in [0, 1) (0 = no EMA), got {decay}")
+    return decay
 
 
 def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[str, ...],
@@ -73,8 +94,10 @@ def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[s
     torchrun or not. ``size_flags`` name the flags that override the family's default sizes."""
     with distributed(args.dist_backend) as dist:
         train_set, val_set = load_training_sets(args)
-        network = network_config(kind, **{name: getattr(args, name) for name in size_flags})
+        network = network_config(kind, in_channels=train_set.channels, spatial_dims=args.spatial_dimension,
+                                 **{name: getattr(args, name) for name in size_flags})
         config = {"kind": kind, "network": network,
-                  "data": data_section(train_set.signal_length, args.training_h5file, args.validation_h5file)}
+                  "data": data_section(train_set, args.training_h5file, args.validation_h5file,
+                                       DataOptions.from_args(args))}
         run, config = start_run(args, config, dist, config_name)
         trainer_class(run, config, settings_from(args), train_set, val_set, dist).fit()

@@ -1,0 +1,147 @@
+"""Synthetic draws for the quality benchmarks: generate, prepare, train and reconstruct through the command lines.
+
+A :class:`Draw` is one call of the synthetic generator (seed and physics) with its in-distribution
+family and out families, in its own folder. Every step runs the toolkit's scripts as a user would
+and skips what is already done, so an interrupted benchmark continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST_N = 64  # windows per val, in and out set (8 frames of 8 windows)
+TRAINING = {  # model name -> (script, flags); the DDPMs and baselines with their defaults
+    "unet": ("train_ddpm.py", ["--model_type=small"]),
+    "wavenet": ("train_ddpm.py", ["--model_type=wavenet", "--residual_layers=12", "--residual_channels=32"]),
+    "autoencoder": ("train_autoencoder.py", ["--n_epochs=120"]),
+    "vqvae": ("train_vqvae.py", ["--n_epochs=60"]),
+    "features": ("train_features.py", []),
+}
+RECONSTRUCTION = {  # model name -> flags of reconstruct.py
+    "unet": ["--inference_skip_factor=16"], "wavenet": ["--inference_skip_factor=16"],
+    "ldm": ["--inference_skip_factor=16"],
+    "unet_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],
+    "autoencoder": [], "features": [],
+}
+
+
+def run(*command: str) -> float:
+    """Run one of the toolkit's command lines; return its wall time in seconds."""
+    print("  $", " ".join(command), flush=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+class Draw:
+    def __init__(self, work: Path, name: str, spec: dict) -> None:
+        self.name, self.spec = name, spec
+        self.root = work / name
+        self.processed = self.root / "processed" / "interferenceset_frame"
+        self.runs = self.root / "runs"
+        self.timings_file = self.root / "timings.json"
+
+    def timed(self, key: str, *command: str) -> None:
+        """Run a command and add its wall time to ``key`` in the draw's timings.json (kept across re-runs)."""
+        seconds = run(*command)
+        timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
+        timings[key] = timings.get(key, 0.0) + seconds
+        self.timings_file.write_text(json.dumps(timings, indent=1))
+
+    def timings(self) -> dict:
+        return json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
+
+    def file(self, family: str, split: str) -> str:
+        return str(self.processed / f"{family}_raw_data_{split}.h5")
+
+    def make_data(self) -> None:
+        if self.processed.is_dir():
+            return
+        spec = self.spec
+        families = ",".join([spec["inside"], *spec["outs"]])
+        run("-m", "src.data.synthetic", f"--out={self.root / 'raw'}", "--n_frames=128", "--frame_length=2048",
+            f"--snr_db={spec['snr']}", f"--seed={spec['seed']}", f"--sps={spec['sps']}", f"--rolloff={spec['rolloff']}",
+            f"--cfo_max={spec['cfo']}", f"--families={families}")
+        run("src/data/signal_trim_and_unpack.py", f"--data_root={self.root / 'raw'}",
+            f"--new_data_root={self.root / 'processed'}", "--trim_length=256", "--val_split=0.2", "--test_split=0.2",
+            f"--seed={spec['seed']}")
+
+    def train(self, models: list[str]) -> None:
+        """Train each model (``ldm`` trains its VQ-VAE first); ``unet_onestep`` reuses the unet."""
+        inside = self.spec["inside"]
+        common = [f"--output_dir={self.runs}", f"--training_h5file={self.file(inside, 'train')}",
+                  f"--validation_h5file={self.file(inside, 'val')}", "--figures=0"]
+        for model in models:
+            if (self.runs / model / "checkpoint.pth").is_file():
+                continue
+            if model == "ldm":
+                self.timed("train ldm", TRAINING["vqvae"][0], *common, "--model_name=vqvae", *TRAINING["vqvae"][1])
+                self.timed("train ldm", "train_ddpm.py", *common, "--model_name=ldm", "--model_type=small",
+                           f"--vqvae_checkpoint={self.runs / 'vqvae' / 'checkpoint.pth'}")
+                continue
+            script, flags = TRAINING[model]
+            self.timed(f"train {model}", script,
+                       *[flag for flag in common if script != "train_features.py" or flag != "--figures=0"],
+                       f"--model_name={model}", *flags)
+
+    def reconstruct(self, models: list[str]) -> None:
+        inside = self.spec["inside"]
+        sets = [f"--validation_h5file={self.file(inside, 'val')}", f"--in_ids={self.file(inside, 'test')}",
+                "--out_ids=" + ",".join(self.file(family, "test") for family in self.spec["outs"]),
+                f"--first_n={FIRST_N}", f"--first_n_val={FIRST_N}", "--batch_size=64"]
+        for model in models:
+            if model == "unet_onestep":
+                self.copy_run("unet", model)
+            if (self.runs / model / "ood" / f"results_{self.spec['outs'][-1]}.csv").is_file():
+                continue
+            self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
+                       *sets, *RECONSTRUCTION[model])
+
+    def summary(self, model: str, label: str) -> dict:
+        """The honest-table row of one of this draw's models."""
+        timings = self.timings()
+        train_key = "train unet" if model == "unet_onestep" else f"train {model}"
+        return run_summary(self.runs, model, label, self.name, timings.get(train_key),
+                           timings.get(f"reconstruct {model}"))
+
+
+def run_summary(runs: Path, model: str, label: str, benchmark: str, train_seconds: float | None = None,
+                reconstruct_seconds: float | None = None) -> dict:
+    """One run's row: its default score's mean and worst-family AUROC (frame-bootstrap interval), cost."""
+    from src.ood.detection_stage import evaluate_run
+    from src.ood.detector import ScoreOptions
+    result = evaluate_run(str(runs), model, ScoreOptions(None, None), 1000, 0, False)
+    table = result.table.drop(index="mean")
+    worst = table["AUROC"].idxmin()
+    settings = json.loads((runs / model / "ood" / "reconstruction.json").read_text())
+    return {"benchmark": benchmark, "model": label,
+            "score": f"{result.options.score} on {','.join(result.options.metric)}",
+            "mean AUROC": result.table.loc["mean", "AUROC"], "worst family": worst,
+            "worst AUROC": table.loc[worst, "AUROC"],
+            "worst 95% interval": f"{table.loc[worst, 'AUROC_low']:.3f}-{table.loc[worst, 'AUROC_high']:.3f}",
+            "calls/signal": settings.get("model_evaluations_per_signal"),
+            "train s": None if train_seconds is None else round(train_seconds),
+            "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds),
+            **{f"AUROC {name}": value for name, value in table["AUROC"].items()}}
+
+
+def print_table(rows: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print(table.round(3).to_string(index=False))
+    return table
+
+    def copy_run(self, source: str, target: str) -> None:
+        """The same trained model in another run folder, to reconstruct it in another mode."""
+        folder = self.runs / target
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            for name in ("config.json", "checkpoint.pth"):
+                shutil.copy(self.runs / source / name, folder / name)
