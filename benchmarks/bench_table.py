@@ -1,6 +1,6 @@
 """The honest table of existing runs: mean and worst-family AUROC (frame-bootstrap interval) and cost.
 
-Each run is scored with its own default score (pooled on mse,env,lsd for reconstruction models,
+Each run is scored with its own default score (pooled on mse,mae,env,lsd for reconstruction models,
 zmean on feat for the feature baseline), exactly as ood_detection.py reports it.
 
     python benchmarks/bench_table.py --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK,features_QPSK

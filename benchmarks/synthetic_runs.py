@@ -104,6 +104,14 @@ class Draw:
             self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
                        *sets, *RECONSTRUCTION[model])
 
+    def copy_run(self, source: str, target: str) -> None:
+        """The same trained model in another run folder, to reconstruct it in another mode."""
+        folder = self.runs / target
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            for name in ("config.json", "checkpoint.pth"):
+                shutil.copy(self.runs / source / name, folder / name)
+
     def summary(self, model: str, label: str) -> dict:
         """The honest-table row of one of this draw's models."""
         timings = self.timings()
@@ -137,11 +145,3 @@ def print_table(rows: list[dict]) -> pd.DataFrame:
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.round(3).to_string(index=False))
     return table
-
-    def copy_run(self, source: str, target: str) -> None:
-        """The same trained model in another run folder, to reconstruct it in another mode."""
-        folder = self.runs / target
-        if not folder.is_dir():
-            folder.mkdir(parents=True)
-            for name in ("config.json", "checkpoint.pth"):
-                shutil.copy(self.runs / source / name, folder / name)
