@@ -15,6 +15,7 @@ import torch
 
 from src.data.datasets import make_loader
 from src.distributed import Dist
+from src.features import rf_features
 from src.io import save_checkpoint
 from src.networks import build_model, network_config
 from src.trainers.ddpm import data_section
@@ -26,7 +27,6 @@ log = logging.getLogger("rfood")
 @torch.no_grad()
 def window_features(model, dataset, batch_size: int) -> torch.Tensor:
     """rf_features of every window of ``dataset``, [N, F]."""
-    from src.features import rf_features
     rows = [rf_features(batch["signal"], model.psd_segment) for batch in make_loader(dataset, batch_size, False)]
     return torch.cat(rows)
 
