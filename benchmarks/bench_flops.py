@@ -50,6 +50,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks.bench_reconstruct import MODELS as RECON_MODELS, SHAPES  # noqa: E402
 from src.diffusion.engine import reconstruct_batched  # noqa: E402
 from src.diffusion.multistart import model_evaluations, sample_noise, start_points  # noqa: E402
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config  # noqa: E402
@@ -61,9 +62,11 @@ MODELS = {"unet-small": network_config("small"),
           "wavenet-18x64": network_config("wavenet", residual_layers=18, residual_channels=64)}
 RECON_MODEL = "unet-small"
 FULL = {"models": ",".join(MODELS), "batch_sizes": "8,64,256", "length": 256, "repeats": 5,
-        "matmul_sizes": "1024,2048", "signals": 32, "inference_skip_factor": 16, "min_time": 0.2, "budget_s": 30.0}
+        "matmul_sizes": "1024,2048", "signals": 32, "inference_skip_factor": 16, "min_time": 0.2, "budget_s": 30.0,
+        "compile_models": "unet-small,wavenet-12x32,unet2d-demo", "compile_batch": 64}
 QUICK = {"models": ",".join(MODELS), "batch_sizes": "2,8", "length": 64, "repeats": 2,
-         "matmul_sizes": "128,256", "signals": 2, "inference_skip_factor": 50, "min_time": 0.02, "budget_s": 2.0}
+         "matmul_sizes": "128,256", "signals": 2, "inference_skip_factor": 50, "min_time": 0.02, "budget_s": 2.0,
+         "compile_models": "unet-small,unet2d-demo", "compile_batch": 4}
 
 
 class Bf16Autocast(nn.Module):
@@ -78,13 +81,13 @@ class Bf16Autocast(nn.Module):
             return self.net(x, timesteps).float()
 
 
-def random_network(name: str) -> nn.Module:
+def random_network(name: str, config: dict | None = None) -> nn.Module:
     """``name`` with random weights, in eval mode. The zero-initialised layers (the networks' output
     convolutions and residual branch ends, so that training starts from the identity) are re-drawn
     with PyTorch's default init: otherwise a fresh network outputs exactly 0 and bf16 would show no
     difference at all."""
     torch.manual_seed(0)
-    model = build_model(MODELS[name])
+    model = build_model(config or MODELS[name])
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.Tensor) and weight.dim() > 1 and not weight.any():
@@ -240,6 +243,41 @@ def bench_reconstruction(args) -> None:
     assert results["bf16"].dtype == torch.float32
 
 
+def bench_compile_and_layout(args) -> None:
+    """fp32 eager against torch.compile (every model) and channels-last (the 2D network: PyTorch has
+    no channels-last layout for 1D signals, 3D tensors [N, C, L]), same inputs, interleaved runs."""
+    names = args.compile_models.split(",")
+    print(f"\ntorch.compile and channels-last, fp32, batch {args.compile_batch} (eager = as reconstruct.py runs "
+          f"by default; compile time = the first compiled call)")
+    print(f"{'model':<14} {'variant':<22} {'eval/s':>9} {'vs eager':>9} {'compile s':>10} {'rel diff':>9}")
+    for name in names:
+        config = MODELS.get(name) or RECON_MODELS[name]
+        shape = SHAPES.get(name, (2, args.length))
+        model = random_network(name, config)
+        generator = torch.Generator().manual_seed(7)
+        x = torch.randn(args.compile_batch, *shape, generator=generator)
+        t = torch.randint(0, 1000, (args.compile_batch,), generator=generator)
+        variants = {"eager": (model, x)}
+        started = time.perf_counter()
+        compiled = torch.compile(model)
+        with torch.inference_mode():
+            compiled(x, t)
+        compile_seconds = time.perf_counter() - started
+        variants["torch.compile"] = (compiled, x)
+        if x.dim() == 4:
+            last = random_network(name, config).to(memory_format=torch.channels_last)
+            variants["channels-last"] = (last, x.contiguous(memory_format=torch.channels_last))
+        with torch.inference_mode():
+            fns = {key: (lambda net=net, inputs=inputs: net(inputs, t)) for key, (net, inputs) in variants.items()}
+            result = timed_runs(fns, args.repeats, args.min_time, args.budget_s)
+        eager = result["eager"]["seconds"]
+        for key, measured in result.items():
+            seconds = f"{compile_seconds:>10.1f}" if key == "torch.compile" else f"{'':>10}"
+            print(f"{name:<14} {key:<22} {args.compile_batch / measured['seconds']:>9.1f} "
+                  f"{eager / measured['seconds']:>8.2f}x {seconds} "
+                  f"{relative(measured['output'], result['eager']['output']):>9.2e}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help=f"comma-separated, of {', '.join(MODELS)} (default: all)")
@@ -258,6 +296,9 @@ def main() -> None:
     parser.add_argument("--min_time", type=float, help=f"seconds per timed run, at least (default {FULL['min_time']})")
     parser.add_argument("--budget_s", type=float,
                         help=f"rough seconds per setting; repeats are cut to fit (default {FULL['budget_s']})")
+    parser.add_argument("--compile_models", help="models for the torch.compile / channels-last rows, '' skips "
+                        f"them (default {FULL['compile_models']})")
+    parser.add_argument("--compile_batch", type=int, help=f"their batch size (default {FULL['compile_batch']})")
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -289,6 +330,8 @@ def main() -> None:
     bench_networks(args, model_names, batch_sizes, rates)
     if args.signals:
         bench_reconstruction(args)
+    if args.compile_models:
+        bench_compile_and_layout(args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""What each reconstruction setting costs and scores: AUROC against network calls per signal.
+"""What each reconstruction setting costs and scores: mean AUROC against network calls per signal.
 
-Reconstructs the same val / in / out windows with a trained run for every mode (plms, ddim,
-onestep) and skip factor (1, 4, 16, 64), scores each with ood_detection's default score, and prints
-one row per setting. Uses an existing run (by default the one `make demo` trains); results go to
---work_dir, never into the run's own ood folder.
+For each draw (a trained run with its val / in / out files), reconstructs the same windows in every
+mode and skip factor asked for (and precision, with --precisions), scores each with the run's
+default score, and prints one row per setting: network calls per signal, wall time, mean AUROC with
+its frame-bootstrap 95% interval, and its paired difference from the reference (PLMS at the smallest
+skip factor, i.e. full PLMS at skip 1) with the interval of that difference (the same frames
+resampled for both). At the end it names the cheapest setting whose mean stays within 0.02 of the
+reference on every draw. Draws: ``demo`` (the run `make demo` trains) and ``A`` (selection draw A
+of bench_selection.py: another seed and other physics, near-OOD families). Results go to
+--work_dir, never into the runs' own ood folders.
 
-    make demo && python benchmarks/bench_quality.py
+    make demo && python benchmarks/bench_selection.py --draws=A   # the two runs
+    python benchmarks/bench_quality.py                             # both draws, plms and onestep
+    python benchmarks/bench_quality.py --draws=demo --modes=onestep --skips=1 --precisions=fp32,bf16
 """
 from __future__ import annotations
 
@@ -14,69 +21,118 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_selection import DRAWS  # noqa: E402
 from src.data.datasets import SignalDataset  # noqa: E402
-from src.diffusion.engine import MODES  # noqa: E402
-from src.ood.reconstructors import build_reconstructor, reconstruct_set  # noqa: E402
+from src.io import save_json  # noqa: E402
+from src.ood.detection_stage import ood_scores  # noqa: E402
+from src.ood.detector import ScoreOptions  # noqa: E402
+from src.ood.evaluation import mean_auroc_bootstrap, percentile_interval  # noqa: E402
 from src.ood.ood_folder import OodFolder, write_results  # noqa: E402
-from src.ood.detection_stage import ood_aurocs  # noqa: E402
-from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, ScoreOptions  # noqa: E402
+from src.ood.reconstructors import build_reconstructor, reconstruct_set  # noqa: E402
 from src.run import Run  # noqa: E402
 from src.runtime import pick_device  # noqa: E402
 
-DATA = "demo_out/data/processed/interferenceset_frame"
+DEMO_DATA = "demo_out/data/processed/interferenceset_frame"
+SELECTION_A = "demo_out/selection/A"
+PRESETS = {
+    "demo": dict(output_dir="demo_out/runs", model_name="unet_small_QPSK", data=DEMO_DATA, inside="QPSK",
+                 outs=["QAM16", "OFDM", "Chirp", "GMSK", "FM"]),
+    "A": dict(output_dir=f"{SELECTION_A}/runs", model_name="unet",
+              data=f"{SELECTION_A}/processed/interferenceset_frame", inside=DRAWS["A"]["inside"],
+              outs=DRAWS["A"]["outs"]),
+}
+TOLERANCE = 0.02
+
+
+def settings(args) -> list[tuple[str, int, str]]:
+    """(mode, skip, precision) of every row; --skips is one list for every mode or "mode:1,4/mode:16"."""
+    per_mode = dict(part.split(":") for part in args.skips.split("/")) if ":" in args.skips else {}
+    return [(mode, int(skip), precision) for mode in args.modes.split(",")
+            for skip in per_mode.get(mode, args.skips).split(",") for precision in args.precisions.split(",")]
+
+
+def bench_draw(name: str, args, device) -> pd.DataFrame:
+    preset = PRESETS[name]
+    run = Run(preset["output_dir"], preset["model_name"])
+    config = run.load_config()
+    data = Path(preset["data"])
+    sets = [("val", SignalDataset(data / f"{preset['inside']}_raw_data_val.h5", args.first_n)),
+            ("in", SignalDataset(data / f"{preset['inside']}_raw_data_test.h5", args.first_n))]
+    sets += [("out", SignalDataset(data / f"{family}_raw_data_test.h5", args.first_n)) for family in preset["outs"]]
+    print(f"\ndraw {name}: run {run.path}, {args.first_n} windows per set, device {device}", flush=True)
+    rows, scorings = [], []
+    for mode, skip, precision in settings(args):
+        folder = Path(args.work_dir) / name / f"{mode}_skip{skip}_{precision}"
+        reconstructor = build_reconstructor(run, config, 100, skip, seed=0, device=device, mode=mode,
+                                            precision=precision)
+        started = time.perf_counter()
+        if not (folder / "settings_done").is_file():
+            for set_type, dataset in sets:
+                frame = reconstruct_set(reconstructor, dataset, set_type, args.batch_size)
+                write_results(frame, OodFolder(folder).results(set_type, dataset.name))
+            save_json(reconstructor.settings, OodFolder(folder).settings_file)
+            (folder / "settings_done").write_text(f"{time.perf_counter() - started:.1f}")
+        inside, outs, units = ood_scores(folder, ScoreOptions(args.score, args.metric and args.metric.split(",")))
+        scorings.append((inside, outs))
+        rows.append({"draw": name, "mode": mode, "skip": skip, "precision": precision,
+                     "calls/signal": reconstructor.settings["model_evaluations_per_signal"],
+                     "seconds": float((folder / "settings_done").read_text())})
+        print(f"  {mode} skip {skip} {precision}: {rows[-1]['seconds']:.0f} s", flush=True)
+    points, values = mean_auroc_bootstrap(scorings, units, args.n_bootstrap)
+    reference = next(i for i, row in enumerate(rows) if row["mode"] == args.reference_mode)
+    for i, row in enumerate(rows):
+        low, high = percentile_interval(values[:, i])
+        diff_low, diff_high = percentile_interval(values[:, i] - values[:, reference])
+        row.update({"mean AUROC": points[i], "interval": f"{low:.3f}-{high:.3f}",
+                    "vs reference": points[i] - points[reference], "difference interval": f"{diff_low:+.3f}..{diff_high:+.3f}"})
+    return pd.DataFrame(rows)
+
+
+def verdict(table: pd.DataFrame) -> None:
+    """The cheapest setting within TOLERANCE of each draw's reference on every draw."""
+    held = table.assign(holds=table["vs reference"].abs() <= TOLERANCE)
+    by_setting = held.groupby(["mode", "skip", "precision"]).agg(
+        holds=("holds", "all"), calls=("calls/signal", "max"), draws=("draw", "nunique"))
+    complete = by_setting[by_setting["draws"] == table["draw"].nunique()]
+    passing = complete[complete["holds"]].sort_values("calls")
+    if passing.empty:
+        print(f"\nno setting holds the mean within {TOLERANCE} of the reference on every draw")
+        return
+    cheapest = passing.iloc[0]
+    mode, skip, precision = passing.index[0]
+    print(f"\ncheapest setting within {TOLERANCE} of the reference on every draw: {mode} skip {skip} ({precision}), "
+          f"{cheapest['calls']} calls per signal")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="demo_out/runs")
-    parser.add_argument("--model_name", default="unet_small_QPSK")
-    parser.add_argument("--val", default=f"{DATA}/QPSK_raw_data_val.h5")
-    parser.add_argument("--in_file", default=f"{DATA}/QPSK_raw_data_test.h5")
-    parser.add_argument("--out_files",
-                        default=",".join(f"{DATA}/{name}_raw_data_test.h5"
-                                         for name in ("QAM16", "OFDM", "Chirp", "GMSK", "FM")))
-    parser.add_argument("--score", default=DEFAULT_SCORE, help="OOD score (default: %(default)s)")
-    parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), help="error metrics (default: %(default)s)")
+    parser.add_argument("--draws", default="demo,A", help=f"comma-separated, of {', '.join(PRESETS)}")
+    parser.add_argument("--score", default=None, help="OOD score (default: the run's default)")
+    parser.add_argument("--metric", default=None, help="error metrics (default: the run's default)")
     parser.add_argument("--first_n", type=int, default=32, help="windows per set")
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--skips", default="1,4,16,64")
+    parser.add_argument("--modes", default="plms,onestep", help="of plms, ddim, onestep")
+    parser.add_argument("--skips", default="1,4,16,64", help='skip factors, e.g. 1,16 or "plms:1,16/onestep:1,4"')
+    parser.add_argument("--precisions", default="fp32", help="of fp32, bf16")
+    parser.add_argument("--reference_mode", default=None,
+                        help="the reference row's mode (default: the first of --modes, at the first skip)")
+    parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--work_dir", default="demo_out/bench_quality")
     args = parser.parse_args()
-
-    run = Run(args.output_dir, args.model_name)
-    config = run.load_config()
+    args.reference_mode = args.reference_mode or args.modes.split(",")[0]
     device = pick_device()
-    sets = [("val", SignalDataset(args.val, args.first_n)), ("in", SignalDataset(args.in_file, args.first_n))]
-    sets += [("out", SignalDataset(path, args.first_n)) for path in args.out_files.split(",")]
-    print(f"run {run.path}, {args.first_n} windows per set, device {device}, score {args.score} on {args.metric}")
-    rows = []
-    for mode in args.modes.split(","):
-        for skip in (int(k) for k in args.skips.split(",")):
-            folder = Path(args.work_dir) / f"{mode}_skip{skip}"
-            reconstructor = build_reconstructor(run, config, 100, skip, seed=0, device=device, mode=mode)
-            started = time.perf_counter()
-            for set_type, dataset in sets:
-                frame = reconstruct_set(reconstructor, dataset, set_type, args.batch_size)
-                write_results(frame, OodFolder(folder).results(set_type, dataset.name))
-            seconds = time.perf_counter() - started
-            aurocs, _ = ood_aurocs(folder, ScoreOptions(args.score, args.metric.split(",")))
-            row = {"mode": mode, "skip": skip, "calls/signal": reconstructor.settings["model_evaluations_per_signal"],
-                   "seconds": round(seconds, 1), **aurocs.round(3).to_dict()}
-            if not rows:
-                print("  ".join(f"{key:>12}" for key in row))
-            rows.append(row)
-            print("  ".join(f"{value:>12}" for value in row.values()), flush=True)
-    reference = next(r for r in rows if r["mode"] == "plms" and r["skip"] == min(int(k) for k in args.skips.split(",")))
-    print(f"\nreference: plms skip {reference['skip']}, {reference['calls/signal']} calls/signal, "
-          f"mean AUROC {reference['mean']:.3f}")
-    for row in rows:
-        if row["calls/signal"] * 20 <= reference["calls/signal"]:
-            verdict = "within 0.02" if abs(row["mean"] - reference["mean"]) <= 0.02 else "NOT within 0.02"
-            print(f"  {row['mode']} skip {row['skip']}: {reference['calls/signal'] / row['calls/signal']:.0f}x fewer "
-                  f"calls, mean AUROC {row['mean']:.3f} ({verdict})")
+    started = time.perf_counter()
+    table = pd.concat([bench_draw(name, args, device) for name in args.draws.split(",")], ignore_index=True)
+    print(f"\ncommand: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s; seconds of a setting are "
+          f"from its first run)")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+    table.to_csv(Path(args.work_dir) / "quality.csv", index=False, float_format="%.4f")
+    verdict(table)
 
 
 if __name__ == "__main__":

@@ -79,10 +79,15 @@ class Draw:
         common = [f"--output_dir={self.runs}", f"--training_h5file={self.file(inside, 'train')}",
                   f"--validation_h5file={self.file(inside, 'val')}", "--figures=0"]
         for model in models:
-            if (self.runs / model / "checkpoint.pth").is_file():
+            if f"train {model}" in self.timings():  # recorded only when training finished
                 continue
+            for folder in ("vqvae", model) if model == "ldm" else (model,):
+                if f"train {folder}" not in self.timings():  # an interrupted run: start it again
+                    shutil.rmtree(self.runs / folder, ignore_errors=True)
             if model == "ldm":
-                self.timed("train ldm", TRAINING["vqvae"][0], *common, "--model_name=vqvae", *TRAINING["vqvae"][1])
+                if "train vqvae" not in self.timings():
+                    self.timed("train vqvae", TRAINING["vqvae"][0], *common, "--model_name=vqvae",
+                               *TRAINING["vqvae"][1])
                 self.timed("train ldm", "train_ddpm.py", *common, "--model_name=ldm", "--model_type=small",
                            f"--vqvae_checkpoint={self.runs / 'vqvae' / 'checkpoint.pth'}")
                 continue
@@ -115,9 +120,10 @@ class Draw:
     def summary(self, model: str, label: str) -> dict:
         """The honest-table row of one of this draw's models."""
         timings = self.timings()
-        train_key = "train unet" if model == "unet_onestep" else f"train {model}"
-        return run_summary(self.runs, model, label, self.name, timings.get(train_key),
-                           timings.get(f"reconstruct {model}"))
+        train_seconds = timings.get("train unet" if model == "unet_onestep" else f"train {model}")
+        if model == "ldm" and train_seconds is not None:
+            train_seconds += timings.get("train vqvae", 0.0)
+        return run_summary(self.runs, model, label, self.name, train_seconds, timings.get(f"reconstruct {model}"))
 
 
 def run_summary(runs: Path, model: str, label: str, benchmark: str, train_seconds: float | None = None,

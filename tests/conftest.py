@@ -53,7 +53,14 @@ def make_processed(tmp_path: Path) -> dict[str, Path]:
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command line from the repo root with this interpreter; ``check`` wants exit code 0."""
+    """Run a command line from the repo root with this interpreter; ``check`` wants exit code 0.
+
+    Without ``check`` the run is expected to stop at an error, before any heavy work: it runs in this
+    process (:func:`run_inline`), which gives the same exit code and stderr without starting Python
+    and importing torch again.
+    """
+    if not check:
+        return run_inline(*args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:

@@ -30,10 +30,10 @@ def close(a, b):
     return (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max())
 
 
-@pytest.mark.parametrize("prediction_type, skip", [("epsilon", 1), ("v_prediction", 3), ("epsilon", 16),
-                                                   ("v_prediction", 64)])
-def test_engine_reproduces_the_monai_plms_loop(prediction_type, skip):
-    _, scheduler, starts, x0, noise = setup(prediction_type, skip)
+@pytest.mark.parametrize("prediction_type, skip, steps", [("epsilon", 1, 40), ("v_prediction", 3, 100),
+                                                          ("epsilon", 16, 100), ("v_prediction", 64, 100)])
+def test_engine_reproduces_the_monai_plms_loop(prediction_type, skip, steps):
+    _, scheduler, starts, x0, noise = setup(prediction_type, skip, steps)
     model = tiny_model()
     plain = reconstruct(model, scheduler, x0, starts, noise, b_scale=2.0)
     batched = reconstruct_batched(model, scheduler, x0, starts, noise, b_scale=2.0, max_chains=256)

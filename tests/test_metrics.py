@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from src.ood.evaluation import bootstrap_auroc, fpr_at_tpr, metrics_table, ood_metrics, rank_auroc
+from src.ood.evaluation import (bootstrap_auroc, fpr_at_tpr, mean_auroc_bootstrap, metrics_table, ood_metrics,
+                                 percentile_interval, rank_auroc)
 
 
 def test_metrics_equal_scikit_learn_on_a_known_case():
@@ -79,3 +80,48 @@ def test_frame_bootstrap_matches_a_direct_weighted_auroc_per_draw():
         b = np.concatenate([outside[out_units == u] for u in out_pick])
         values.append(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
     assert (low, high) == pytest.approx((np.quantile(values, 0.025), np.quantile(values, 0.975)))
+
+
+def scored_sets(rng, shift: float, n_frames: int = 12, per_frame: int = 4):
+    """In and two out sets of scores, ``per_frame`` windows per frame sharing a frame-level offset."""
+    def one(name: str, mean: float) -> pd.Series:
+        frames = np.repeat(np.arange(n_frames), per_frame)
+        values = mean + rng.normal(size=n_frames)[frames] + 0.3 * rng.normal(size=frames.size)
+        return pd.Series(values, index=[f"{name}:{i}" for i in range(frames.size)]), \
+            pd.Series([f"{name}-frame{f}" for f in frames], index=[f"{name}:{i}" for i in range(frames.size)])
+    inside, in_units = one("in", 0.0)
+    near, near_units = one("near", shift)
+    far, far_units = one("far", 3 * shift)
+    return inside, {"near": near, "far": far}, pd.concat([in_units, near_units, far_units])
+
+
+def test_mean_auroc_bootstrap_point_is_the_mean_of_scikit_learn_aurocs():
+    inside, outs, units = scored_sets(np.random.default_rng(0), 1.0)
+    points, values = mean_auroc_bootstrap([(inside, outs)], units, n_bootstrap=200)
+    expected = np.mean([roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(out))], np.r_[inside, out])
+                        for out in outs.values()])
+    assert points[0] == pytest.approx(expected)
+    assert values.shape == (200, 1)
+
+
+def test_mean_auroc_bootstrap_resamples_frames_and_pairs_scorings():
+    inside, outs, units = scored_sets(np.random.default_rng(1), 1.0)
+    _, by_frame = mean_auroc_bootstrap([(inside, outs)], units, n_bootstrap=400)
+    _, by_window = mean_auroc_bootstrap([(inside, outs)], None, n_bootstrap=400)
+    # windows of a frame share its offset: resampling frames gives the wider (honest) interval
+    assert np.ptp(percentile_interval(by_frame[:, 0])) > 1.3 * np.ptp(percentile_interval(by_window[:, 0]))
+    # a second scoring = the first plus small noise: the paired difference is far tighter than either
+    noise = np.random.default_rng(2)
+    second = (inside + 0.05 * noise.normal(size=len(inside)),
+              {name: out + 0.05 * noise.normal(size=len(out)) for name, out in outs.items()})
+    points, values = mean_auroc_bootstrap([(inside, outs), second], units, n_bootstrap=400)
+    difference = values[:, 1] - values[:, 0]
+    assert np.ptp(percentile_interval(difference)) < 0.3 * np.ptp(percentile_interval(values[:, 0]))
+    assert np.mean(difference) == pytest.approx(points[1] - points[0], abs=0.02)
+
+
+def test_mean_auroc_bootstrap_refuses_scorings_of_other_signals():
+    inside, outs, units = scored_sets(np.random.default_rng(3), 1.0)
+    other = (inside.iloc[1:], outs)
+    with pytest.raises(ValueError, match="same signals"):
+        mean_auroc_bootstrap([(inside, outs), other], units, n_bootstrap=10)

@@ -34,6 +34,16 @@ def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, l
     return auroc_table(scored.inside, scored.outs), scored.ts
 
 
+def ood_scores(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, dict[str, pd.Series], pd.Series]:
+    """In scores, out scores per set and each signal's frame, for one run, as ood_detection.py scores them."""
+    options = options.for_run(OodFolder(ood_dir).load_settings())
+    val, inside, outs = load_sets(OodFolder(ood_dir))
+    detector = options.fit(val)
+    units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
+    return (detector.score_frame(inside, "in"), {name: detector.score_frame(frame, name) for name, frame in outs.items()},
+            units)
+
+
 def format_table(table: pd.DataFrame) -> str:
     """A plain fixed-width table: out dataset rows, one column per run or metric, the mean last."""
     width = max(len("dataset"), *(len(str(name)) for name in table.index))

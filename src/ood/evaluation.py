@@ -123,3 +123,49 @@ def metrics_table(in_scores: pd.Series, outs: dict[str, pd.Series], n_bootstrap:
 def auroc_table(in_scores: pd.Series, outs: dict[str, pd.Series]) -> pd.Series:
     """AUROC of in (0) against each out set (1), sorted by name, and their ``mean``."""
     return metrics_table(in_scores, outs, n_bootstrap=0)["AUROC"]
+
+
+def mean_auroc_bootstrap(scorings: list[tuple[pd.Series, dict[str, pd.Series]]], units: pd.Series | None = None,
+                         n_bootstrap: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean AUROC over the out sets of several scorings of the same signals, and its frame bootstrap.
+
+    ``scorings`` are (in scores, {out set: scores}) pairs, e.g. one per reconstruction setting or
+    precision, all indexed by the same signal ids. Each resample draws whole units (``units`` maps a
+    signal id to its frame) of the in set and of every out set, and the SAME draw serves every
+    scoring, so the difference between two scorings is a paired comparison. Returns the point
+    estimates [k] and the resampled values [n_bootstrap, k].
+    """
+    reference_in, reference_outs = scorings[0]
+    rng = np.random.default_rng(seed)
+
+    def weights(ids: pd.Index) -> np.ndarray:
+        found = None if units is None else units.reindex(ids).to_numpy(dtype=object)
+        if found is not None:
+            found = np.where(pd.isna(found), ids.to_numpy(dtype=object), found)
+        index, n_units = unit_index(found, len(ids))
+        counts = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
+                           for _ in range(n_bootstrap)])
+        return counts[:, index]
+
+    def aligned(scores: pd.Series, ids: pd.Index) -> np.ndarray:
+        values = scores.reindex(ids)
+        if values.isna().any():
+            raise ValueError("the scorings to compare do not hold the same signals")
+        return values.to_numpy(dtype=float)
+
+    in_weights = weights(reference_in.index)
+    out_weights = {name: weights(scores.index) for name, scores in sorted(reference_outs.items())}
+    points, values = [], []
+    for in_scores, outs in scorings:
+        inside = aligned(in_scores, reference_in.index)
+        per_set = [(auroc(inside, aligned(outs[name], reference_outs[name].index)),
+                    weighted_auroc(inside, aligned(outs[name], reference_outs[name].index), in_weights, w))
+                   for name, w in out_weights.items()]
+        points.append(np.mean([point for point, _ in per_set]))
+        values.append(np.mean([draws for _, draws in per_set], axis=0))
+    return np.asarray(points), np.stack(values, axis=1)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
