@@ -52,6 +52,33 @@ def make_processed(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
+FAMILY_LEARNING_RATE = 3e-4
+TINY_FAMILIES = {  # every model family at tiny size, with its training script and flags
+    "unet": ("train_ddpm.py", "--model_type=small", "--channels=8,16"),
+    "wavenet": ("train_ddpm.py", "--model_type=wavenet", "--residual_layers=3", "--residual_channels=8"),
+    "autoencoder": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8", "--latent_channels=2"),
+    "autoencoder_no_figures": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8",
+                               "--latent_channels=2", "--figures=0"),
+    "vqvae": ("train_vqvae.py", "--channels=8,8", "--embedding_dim=4", "--num_embeddings=16", "--eval_freq=1",
+              "--cache_data=0", "--spatial_dimension=1"),
+    "ldm": ("train_ddpm.py", "--model_type=small", "--channels=8,16", "--vqvae_checkpoint={runs}/vqvae/checkpoint.pth"),
+}
+
+
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory) -> Path:
+    """Every model family of :data:`TINY_FAMILIES` trained once for the session: 2 quick-test epochs
+    (2 batches of 8 each) at :data:`FAMILY_LEARNING_RATE` on the Tone files of :func:`make_processed`
+    (the same signals as the ``processed`` fixtures)."""
+    files = make_processed(tmp_path_factory.mktemp("family_data"))
+    runs = tmp_path_factory.mktemp("family_runs")
+    for name, (script, *flags) in TINY_FAMILIES.items():
+        run_cli(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
+                f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
+                "--n_epochs=2", "--batch_size=8", "--quick_test=1", f"--learning_rate={FAMILY_LEARNING_RATE}")
+    return runs
+
+
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command line from the repo root with this interpreter; ``check`` wants exit code 0.
 

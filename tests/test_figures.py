@@ -4,21 +4,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import OracleDenoiser, run_cli
+from conftest import FAMILY_LEARNING_RATE, OracleDenoiser
 from src.diffusion.latent import SignalSpace
 from src.diffusion.schedulers import build_ddpm_scheduler, scheduler_config
 from src.figures import codebook_figure, power_spectral_density, signal_figure
 from src.trainers.ddpm import DiffusionTrainer
 
-LEARNING_RATE = 3e-4
-TINY = {
-    "unet": ("train_ddpm.py", "--model_type=small", "--channels=8,16"),
-    "autoencoder": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8", "--latent_channels=2"),
-    "vqvae": ("train_vqvae.py", "--channels=8,8", "--embedding_dim=4", "--num_embeddings=16"),
-    "ldm": ("train_ddpm.py", "--model_type=small", "--channels=8,16", "--vqvae_checkpoint={runs}/vqvae/checkpoint.pth"),
-    "autoencoder_no_figures": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8",
-                               "--latent_channels=2", "--figures=0"),
-}
+LEARNING_RATE = FAMILY_LEARNING_RATE
 IMAGES = {"unet": {"denoised_from_t250"}, "ldm": {"denoised_from_t250"}, "autoencoder": {"reconstruction"},
           "vqvae": {"reconstruction", "codebook_counts"}, "autoencoder_no_figures": set()}
 
@@ -83,14 +75,8 @@ def test_ddpm_figure_denoises_from_t250_back_to_the_signals_with_an_ideal_model(
 
 
 @pytest.fixture(scope="module")
-def runs(processed_module, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    for name, (script, *flags) in TINY.items():
-        run_cli(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
-                f"--training_h5file={processed_module['Tone_train']}",
-                f"--validation_h5file={processed_module['Tone_val']}", "--n_epochs=2", "--batch_size=8",
-                "--quick_test=1", f"--learning_rate={LEARNING_RATE}")
-    return runs
+def runs(family_runs):
+    return family_runs
 
 
 def events(runs, name: str, split: str) -> EventAccumulator:

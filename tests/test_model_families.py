@@ -10,25 +10,14 @@ from conftest import assert_one_line_error, run_cli
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE
 from src.diffusion.latent import LATENT_SCALE_BATCHES, load_vqvae
 
-TINY = {
-    "unet": ("train_ddpm.py", "--model_type=small", "--channels=8,16"),
-    "wavenet": ("train_ddpm.py", "--model_type=wavenet", "--residual_layers=3", "--residual_channels=8"),
-    "autoencoder": ("train_autoencoder.py", "--model_type=autoencoder", "--channels=8,8", "--latent_channels=2"),
-    "vqvae": ("train_vqvae.py", "--channels=8,8", "--embedding_dim=4", "--num_embeddings=16", "--eval_freq=1",
-              "--cache_data=0", "--spatial_dimension=1"),
-    "ldm": ("train_ddpm.py", "--model_type=small", "--channels=8,16", "--vqvae_checkpoint={runs}/vqvae/checkpoint.pth"),
-}
 SCORED = ["unet", "wavenet", "autoencoder", "ldm"]
 
 
 @pytest.fixture(scope="module")
-def runs(processed_module, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    files = processed_module
-    for name, (script, *flags) in TINY.items():
-        run_cli(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
-                f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
-                "--n_epochs=2", "--batch_size=8", "--quick_test=1")
+def runs(family_runs, processed_module):
+    """The session's trained families, the scored ones reconstructed (Tone val and test in, Noise test
+    out: the signals the families were trained on)."""
+    runs, files = family_runs, processed_module
     for name in SCORED:
         run_cli("reconstruct.py", f"--output_dir={runs}", f"--model_name={name}",
                 f"--validation_h5file={files['Tone_val']}", f"--in_ids={files['Tone_test']}",
