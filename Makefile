@@ -13,7 +13,7 @@ DATA := $(DEMO)/data
 SET := $(DATA)/processed/interferenceset_frame
 IN_FAMILY ?= QPSK
 OUT_FAMILIES ?= QAM16 OFDM Chirp GMSK FM
-DEMO_EPOCHS ?= 120
+DEMO_EPOCHS ?= 60
 DEMO2D_EPOCHS ?= 60
 DEMO3D_EPOCHS ?= 30
 DEMO3D_LDM_EPOCHS ?= 150
@@ -52,7 +52,7 @@ data: $(STAMP)
 
 demo: data
 	$(PY) train_ddpm.py $(TRAIN_FLAGS) --model_name=unet_small_$(IN_FAMILY) --model_type=small \
-		--n_epochs=$(DEMO_EPOCHS) --quick_test=0
+		--n_epochs=$(DEMO_EPOCHS) --quick_test=0 --figures=0
 	$(PY) reconstruct.py $(RECONSTRUCT_FLAGS) --model_name=unet_small_$(IN_FAMILY)
 	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=unet_small_$(IN_FAMILY)
 

@@ -6,7 +6,7 @@ default score, and prints one row per setting: network calls per signal, wall ti
 its frame-bootstrap 95% interval, and its paired difference from the reference (PLMS at the smallest
 skip factor, i.e. full PLMS at skip 1) with the interval of that difference (the same frames
 resampled for both). At the end it names the cheapest setting whose mean stays within 0.02 of the
-reference on every draw. Draws: ``demo`` (the run `make demo` trains) and ``A`` (selection draw A
+reference, or above it, on every draw. Draws: ``demo`` (the run `make demo` trains) and ``A`` (selection draw A
 of bench_selection.py: another seed and other physics, near-OOD families). Results go to
 --work_dir, never into the runs' own ood folders.
 
@@ -93,18 +93,19 @@ def bench_draw(name: str, args, device) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame) -> None:
-    """The cheapest setting within TOLERANCE of each draw's reference on every draw."""
-    held = table.assign(holds=table["vs reference"].abs() <= TOLERANCE)
+    """The cheapest setting whose mean is at most TOLERANCE below each draw's reference, on every draw."""
+    held = table.assign(holds=table["vs reference"] >= -TOLERANCE)
     by_setting = held.groupby(["mode", "skip", "precision"]).agg(
-        holds=("holds", "all"), calls=("calls/signal", "max"), draws=("draw", "nunique"))
+        holds=("holds", "all"), calls=("calls/signal", "max"), seconds=("seconds", "sum"), draws=("draw", "nunique"))
     complete = by_setting[by_setting["draws"] == table["draw"].nunique()]
-    passing = complete[complete["holds"]].sort_values("calls")
+    passing = complete[complete["holds"]].sort_values(["calls", "seconds"])  # equal calls: the faster
     if passing.empty:
-        print(f"\nno setting holds the mean within {TOLERANCE} of the reference on every draw")
+        print(f"\nno setting holds the mean within {TOLERANCE} of the reference (or above it) on every draw")
         return
     cheapest = passing.iloc[0]
     mode, skip, precision = passing.index[0]
-    print(f"\ncheapest setting within {TOLERANCE} of the reference on every draw: {mode} skip {skip} ({precision}), "
+    print(f"\ncheapest setting within {TOLERANCE} of the reference (or above it) on every draw: {mode} skip {skip} "
+          f"({precision}), "
           f"{cheapest['calls']} calls per signal")
 
 
