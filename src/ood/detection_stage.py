@@ -34,14 +34,35 @@ def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, l
     return auroc_table(scored.inside, scored.outs), scored.ts
 
 
+@dataclass
+class ScoredRun:
+    """One ood folder's sets scored with a detector fitted on its val set (the run's defaults filled in)."""
+
+    options: ScoreOptions
+    settings: dict
+    val: pd.DataFrame
+    inside: pd.DataFrame
+    outs: dict[str, pd.DataFrame]
+    detector: Detector
+    scores: dict[str, pd.Series]  # "val", "in" and each out set: one score per signal
+    units: pd.Series  # each in and out signal's frame, for the bootstrap
+
+
+def score_run(folder: OodFolder, options: ScoreOptions) -> ScoredRun:
+    settings = folder.load_settings()
+    options = options.for_run(settings)
+    val, inside, outs = load_sets(folder)
+    detector = options.fit(val)
+    frames = {"val": val, "in": inside, **outs}
+    scores = {name: detector.score_frame(frame, name) for name, frame in frames.items()}
+    units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
+    return ScoredRun(options, settings, val, inside, outs, detector, scores, units)
+
+
 def ood_scores(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, dict[str, pd.Series], pd.Series]:
     """In scores, out scores per set and each signal's frame, for one run, as ood_detection.py scores them."""
-    options = options.for_run(OodFolder(ood_dir).load_settings())
-    val, inside, outs = load_sets(OodFolder(ood_dir))
-    detector = options.fit(val)
-    units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
-    return (detector.score_frame(inside, "in"), {name: detector.score_frame(frame, name) for name, frame in outs.items()},
-            units)
+    run = score_run(OodFolder(ood_dir), options)
+    return run.scores["in"], {name: run.scores[name] for name in run.outs}, run.units
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -91,13 +112,9 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
                  report: bool, snr_bin: float = SNR_BIN_DB) -> RunResult:
     """Score one run (its default score where ``options`` leave it open), write its metrics, summary and report."""
     folder = OodFolder(Run(output_dir, model_name).ood_dir)
-    settings = folder.load_settings()
-    options = options.for_run(settings)
-    val, inside, outs = load_sets(folder)
-    detector = options.fit(val)
-    frames = {"val": val, "in": inside, **outs}
-    scores = {name: detector.score_frame(frame, name) for name, frame in frames.items()}
-    units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
+    scored = score_run(folder, options)
+    options, settings, val, inside, outs = scored.options, scored.settings, scored.val, scored.inside, scored.outs
+    detector, scores, units = scored.detector, scored.scores, scored.units
     table = metrics_table(scores["in"], {name: scores[name] for name in outs}, n_bootstrap, seed, units)
     method = method_line(model_name, settings, detector)
     write_table(table, folder.metrics_file(options.suffix), index_label="dataset", float_format="%.4f")
@@ -110,6 +127,7 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
         fitting = (f"metrics: {','.join(options.metric)}; fitted on {val['filename'].nunique()} val signals, "
                    f"tested on {len(scores['in'])} in signals")
         lines = [method, f"score: {options.score}, {DESCRIPTIONS[options.score]}", fitting]
+        frames = {"val": val, "in": inside, **outs}
         log.info("wrote %s", write_report(folder, title, lines, table, detector, scores, frames, snr))
     return RunResult(table, method, options, snr)
 

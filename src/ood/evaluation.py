@@ -60,9 +60,8 @@ def bootstrap_auroc(in_scores: np.ndarray, out_scores: np.ndarray, n_bootstrap: 
     for draw in range(n_bootstrap):
         in_counts[draw] = np.bincount(rng.integers(0, n_in_units, n_in_units), minlength=n_in_units)
         out_counts[draw] = np.bincount(rng.integers(0, n_out_units, n_out_units), minlength=n_out_units)
-    values = weighted_auroc(in_scores, out_scores, in_counts[:, in_index], out_counts[:, out_index])
-    tail = (1 - level) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+    return percentile_interval(weighted_auroc(in_scores, out_scores, in_counts[:, in_index], out_counts[:, out_index]),
+                               level)
 
 
 def unit_index(units, n: int) -> tuple[np.ndarray, int]:
@@ -167,5 +166,6 @@ def mean_auroc_bootstrap(scorings: list[tuple[pd.Series, dict[str, pd.Series]]],
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap values (percentile bootstrap)."""
     tail = (1 - level) / 2
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
