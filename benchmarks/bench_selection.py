@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import Draw  # noqa: E402
+from benchmarks.synthetic_runs import Draw, trained_model  # noqa: E402
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 
@@ -46,8 +46,10 @@ DRAWS = {
 SCORES = ["zmean", "zabs", "mahalanobis", "pooled"]
 METRIC_SETS = ["mse", "mse,env,lsd", "mse,mae,env,lsd", "env,lsd"]
 T_RANGES = {"all t": (0, 1000), "t <= 500": (0, 500), "t >= 300": (300, 1000)}
-MODELS = {"unet": "DDPM plms skip 16", "unet_onestep": "DDPM onestep skip 1", "autoencoder": "autoencoder",
-          "features": "features"}
+MODELS = {"unet": "UNet plms skip 16", "unet_onestep": "UNet onestep skip 1",
+          "wavenet_onestep": "WaveNet onestep skip 1", "ldm": "LDM plms skip 16", "ldm_onestep": "LDM onestep skip 1",
+          "autoencoder": "autoencoder", "features": "features"}
+DIFFUSION = [model for model in MODELS if trained_model(model) in ("unet", "wavenet", "ldm")]
 
 
 def candidates():
@@ -61,7 +63,9 @@ def evaluate(draws: list[Draw]) -> pd.DataFrame:
     for draw in draws:
         for model in MODELS:
             ood = draw.runs / model / "ood"
-            options = dict(candidates()) if model.startswith("unet") else {"run default": ScoreOptions(None, None)}
+            if not (ood / "reconstruction.json").is_file():
+                continue  # not run on this draw
+            options = dict(candidates()) if model in DIFFUSION else {"run default": ScoreOptions(None, None)}
             if model == "autoencoder":
                 options = {name: value for name, value in candidates() if value.max_t >= 1000 and value.min_t == 0}
             for name, option in options.items():
@@ -81,36 +85,47 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["mean AUROC", "worst family AUROC"], ascending=False)
 
 
+def ranking(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The candidates, best first, by their mean AUROC averaged over the diffusion runs made on every draw
+    (ties by the worst family, likewise averaged); and those runs' labels."""
+    draws_per_model = rows.groupby("model")["draw"].nunique()
+    complete = draws_per_model[draws_per_model == rows["draw"].nunique()].index
+    diffusion = [MODELS[model] for model in DIFFUSION if MODELS[model] in complete]
+    table = summary(rows[rows["model"].isin(diffusion)])
+    by_candidate = table.groupby(level="candidate")[["mean AUROC", "worst family AUROC"]].mean()
+    return by_candidate.sort_values(["mean AUROC", "worst family AUROC"], ascending=False), diffusion
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", default="demo_out/selection")
     parser.add_argument("--draws", default=",".join(DRAWS), help="which draws (default: all)")
+    parser.add_argument("--models", default=",".join(MODELS), help="which models to train and reconstruct (default: all)")
     parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
     args = parser.parse_args()
+    models = args.models.split(",")
     draws = [Draw(Path(args.work_dir), name, DRAWS[name]) for name in args.draws.split(",")]
     started = time.perf_counter()
     if args.stage == "all":
         for draw in draws:
             print(f"draw {draw.name}: {draw.spec}", flush=True)
             draw.make_data()
-            draw.train(["unet", "autoencoder", "features"])
-            draw.reconstruct(["unet", "unet_onestep", "autoencoder", "features"])
+            draw.train(sorted({trained_model(model) for model in models}))
+            draw.reconstruct(models)
     rows = evaluate(draws)
     rows.to_csv(Path(args.work_dir) / "selection_rows.csv", index=False, float_format="%.4f")
     table = summary(rows)
     table.to_csv(Path(args.work_dir) / "selection.csv", float_format="%.4f")
     pd.set_option("display.width", 200)
     print(f"\ncommand: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
-    for model in MODELS.values():
-        print(f"\n{model}: the 8 best candidates (of {len(table.loc[model])})")
-        print(table.loc[model].head(8).round(3).to_string())
-    ddpm = table.loc[[name for name in MODELS.values() if name.startswith("DDPM")]]
-    by_candidate = ddpm.groupby(level="candidate")[["mean AUROC", "worst family AUROC"]].mean()
-    best = by_candidate.sort_values(["mean AUROC", "worst family AUROC"], ascending=False)
-    print("\nthe DDPM candidates averaged over both reconstruction modes (the 5 best):")
+    labels = [label for label in MODELS.values() if label in table.index.get_level_values("model")]
+    for label in labels:
+        print(f"\n{label}: the 8 best candidates (of {len(table.loc[label])})")
+        print(table.loc[label].head(8).round(3).to_string())
+    best, diffusion = ranking(rows)
+    print(f"\nthe candidates averaged over the diffusion runs on every draw ({', '.join(diffusion)}), the 5 best:")
     print(best.head(5).round(3).to_string())
-    print(f"\nchosen (best mean AUROC over draws and modes, ties by the worst family): {best.index[0]}")
-
+    print(f"\nchosen (best mean AUROC over draws and diffusion runs, ties by the worst family): {best.index[0]}")
 
 if __name__ == "__main__":
     main()

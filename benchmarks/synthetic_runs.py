@@ -27,9 +27,14 @@ TRAINING = {  # model name -> (script, flags); the DDPMs and baselines with thei
 RECONSTRUCTION = {  # model name -> flags of reconstruct.py
     "unet": ["--inference_skip_factor=16"], "wavenet": ["--inference_skip_factor=16"],
     "ldm": ["--inference_skip_factor=16"],
-    "unet_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],
     "autoencoder": [], "features": [],
 }
+ONESTEP = ["--inference_skip_factor=1", "--reconstruction_mode=onestep"]  # for "<model>_onestep"
+
+
+def trained_model(model: str) -> str:
+    """The run a model name's checkpoint comes from: ``unet_onestep`` reconstructs the ``unet``."""
+    return model.removesuffix("_onestep")
 
 
 def run(*command: str) -> float:
@@ -102,12 +107,13 @@ class Draw:
                 "--out_ids=" + ",".join(self.file(family, "test") for family in self.spec["outs"]),
                 f"--first_n={FIRST_N}", f"--first_n_val={FIRST_N}", "--batch_size=64"]
         for model in models:
-            if model == "unet_onestep":
-                self.copy_run("unet", model)
+            if trained_model(model) != model:
+                self.copy_run(trained_model(model), model)
             if (self.runs / model / "ood" / f"results_{self.spec['outs'][-1]}.csv").is_file():
                 continue
+            flags = ONESTEP if trained_model(model) != model else RECONSTRUCTION[model]
             self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
-                       *sets, *RECONSTRUCTION[model])
+                       *sets, *flags)
 
     def copy_run(self, source: str, target: str) -> None:
         """The same trained model in another run folder, to reconstruct it in another mode."""
@@ -120,8 +126,8 @@ class Draw:
     def summary(self, model: str, label: str) -> dict:
         """The honest-table row of one of this draw's models."""
         timings = self.timings()
-        train_seconds = timings.get("train unet" if model == "unet_onestep" else f"train {model}")
-        if model == "ldm" and train_seconds is not None:
+        train_seconds = timings.get(f"train {trained_model(model)}")
+        if trained_model(model) == "ldm" and train_seconds is not None:
             train_seconds += timings.get("train vqvae", 0.0)
         return run_summary(self.runs, model, label, self.name, train_seconds, timings.get(f"reconstruct {model}"))
 
