@@ -19,12 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import Draw, print_table  # noqa: E402
+from benchmarks.synthetic_runs import Draw, print_table, trained_model  # noqa: E402
 
 HARD = dict(seed=201, sps=8, rolloff=0.35, snr="5:20", cfo=0.02, inside="QPSK",
             outs=["PSK8", "QPSKro20", "QPSKsr", "QPSKpn", "QPSKiq", "QPSKcw"])
 MODELS = {"unet": "DDPM UNet small, plms skip 16", "unet_onestep": "DDPM UNet small, onestep skip 1",
-          "wavenet": "DDPM WaveNet 12x32, plms skip 16", "ldm": "LDM (VQ-VAE + UNet), plms skip 16",
+          "wavenet": "DDPM WaveNet 12x32, plms skip 16", "wavenet_onestep": "DDPM WaveNet 12x32, onestep skip 1",
+          "ldm": "LDM (VQ-VAE + UNet), plms skip 16", "ldm_onestep": "LDM (VQ-VAE + UNet), onestep skip 1",
           "autoencoder": "autoencoder", "features": "features (no model)"}
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     started = time.perf_counter()
     draw = Draw(Path(args.work_dir), "hard", HARD)
     draw.make_data()
-    draw.train([model for model in models if model != "unet_onestep"])
+    draw.train(sorted({trained_model(model) for model in models}))
     draw.reconstruct(models)
     print(f"command: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
     table = print_table([draw.summary(model, MODELS[model]) for model in models])
