@@ -49,7 +49,8 @@ SCORES = ["zmean", "zabs", "mahalanobis", "pooled"]
 METRIC_SETS = ["mse", "mse,env,lsd", "mse,mae,env,lsd", "env,lsd"]
 T_RANGES = {"all t": (0, 1000), "t <= 500": (0, 500), "t >= 300": (300, 1000)}
 MODELS = {"unet": "UNet plms skip 16", "unet_onestep": "UNet onestep skip 1",
-          "wavenet_onestep": "WaveNet onestep skip 1", "ldm": "LDM plms skip 16", "ldm_onestep": "LDM onestep skip 1",
+          "wavenet": "WaveNet plms skip 16", "wavenet_onestep": "WaveNet onestep skip 1",
+          "ldm": "LDM plms skip 16", "ldm_onestep": "LDM onestep skip 1",
           "autoencoder": "autoencoder", "features": "features"}
 DIFFUSION = [model for model in MODELS if trained_model(model) in ("unet", "wavenet", "ldm")]
 
