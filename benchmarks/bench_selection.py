@@ -4,15 +4,18 @@ Four draws of the synthetic generator with other seeds and other physics than th
 symbol, roll-off, carrier offset, an SNR range), each with its own in-distribution family and
 near-OOD out families (8-PSK or 16-QAM against QPSK, another roll-off or symbol rate, IQ imbalance,
 phase noise, a weak tone under the signal). On each draw, as a user would, through the command
-lines: prep; train the `small` UNet DDPM with train_ddpm.py's defaults, the autoencoder and the
-feature baseline; reconstruct (PLMS at skip factor 16, and the cheap one-step mode at skip 1 from a
-copy of the DDPM run). Then every candidate (score x metrics x start-point range) is scored on every
-draw with the code ood_detection.py reports with, and the default is the candidate with the best
-mean AUROC over draws, ties broken by the worst family. The demo data (seed 0, 8 samples/symbol,
-roll-off 0.35, 20 dB) is not among the draws; its table is reported only after the choice.
+lines: prep; train the `small` UNet and the WaveNet DDPMs with train_ddpm.py's defaults, the VQ-VAE
+and its LDM, the autoencoder and the feature baseline; reconstruct every diffusion model with PLMS at
+skip factor 16 and in the cheap one-step mode at skip 1 (``<model>_onestep``, a copy of the run).
+Then every candidate (score x metrics x start-point range) is scored on every draw with the code
+ood_detection.py reports with, and the default is the candidate with the best mean AUROC averaged
+over draws and over the diffusion runs made on every draw, ties broken by the worst family. The
+demo data (seed 0, 8 samples/symbol, roll-off 0.35, 20 dB) is not among the draws; its table is
+reported only after the choice.
 
-    python benchmarks/bench_selection.py                       # everything (about 40 min on 2 cores)
+    python benchmarks/bench_selection.py                       # everything (about 45 min a draw on 2 cores)
     python benchmarks/bench_selection.py --stage evaluate      # only re-score what is there
+    python benchmarks/bench_selection.py --draws=B --models=unet,unet_onestep   # a part
 
 Each step skips what is already done, so an interrupted run continues.
 """
