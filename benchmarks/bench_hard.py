@@ -41,7 +41,7 @@ def main() -> None:
     draw.train(sorted({trained_model(model) for model in models}))
     draw.reconstruct(models)
     print(f"command: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
-    table = print_table([draw.summary(model, MODELS[model]) for model in models])
+    table = print_table([draw.summary(model, MODELS[model]).row for model in models])
     table.to_csv(Path(args.work_dir) / "hard.csv", index=False, float_format="%.4f")
 
 

@@ -33,7 +33,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import Draw, mean_auroc_resamples, print_table, trained_model  # noqa: E402
+from benchmarks.synthetic_runs import Draw, print_table, trained_model  # noqa: E402
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import percentile_interval  # noqa: E402
@@ -102,27 +102,22 @@ def ranking(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return by_candidate.sort_values(["mean AUROC", "worst family AUROC"], ascending=False), diffusion
 
 
-def rows_models(rows: pd.DataFrame) -> set[str]:
-    return {model for model, label in MODELS.items() if label in set(rows["model"])}
-
-
 def honest_row(draws: list[Draw], model: str) -> dict:
     """The README's selection row of one model (its default score): the mean AUROC averaged over the draws,
     with an interval from resampling frames in every draw; the worst family of any draw; cost per draw."""
     done = [draw for draw in draws if (draw.runs / model / "ood" / "reconstruction.json").is_file()]
-    rows = [draw.summary(model, MODELS[model]) for draw in done]
-    resamples = np.mean([mean_auroc_resamples(draw.runs, model) for draw in done], axis=0)
-    low, high = percentile_interval(resamples)
-    worst = min(rows, key=lambda row: row["worst AUROC"])
-    seconds = {key: np.mean([row[key] for row in rows if row[key] is not None] or [np.nan])
-               for key in ("train s", "reconstruct s")}
-    return {"model": MODELS[model], "draws": "".join(draw.name for draw in done),
-            "mean AUROC": np.mean([row["mean AUROC"] for row in rows]), "mean 95% interval": f"{low:.3f}-{high:.3f}",
+    summaries = [draw.summary(model, MODELS[model]) for draw in done]
+    rows = pd.DataFrame([summary.row for summary in summaries])
+    low, high = percentile_interval(np.mean([summary.mean_resamples for summary in summaries], axis=0))
+    worst = rows.loc[rows["worst AUROC"].idxmin()]
+    seconds = rows[["train s", "reconstruct s"]].astype(float).mean()  # NaN when not timed
+    return {"model": MODELS[model], "draws": "".join(rows["benchmark"]), "mean AUROC": rows["mean AUROC"].mean(),
+            "mean 95% interval": f"{low:.3f}-{high:.3f}",
             "worst": f"{worst['benchmark']} {worst['worst family']} {worst['worst AUROC']:.3f} "
                      f"({worst['worst 95% interval']})",
-            "calls/signal": rows[0]["calls/signal"], **{f"{key} per draw": round(value) if value == value else None
-                                                      for key, value in seconds.items()},
-            **{f"mean {row['benchmark']}": row["mean AUROC"] for row in rows}}
+            "calls/signal": rows["calls/signal"].iloc[0],
+            **{f"{key} per draw": None if np.isnan(value) else round(value) for key, value in seconds.items()},
+            **{f"mean {name}": mean for name, mean in zip(rows["benchmark"], rows["mean AUROC"])}}
 
 
 def main() -> None:
@@ -156,7 +151,7 @@ def main() -> None:
     print(best.head(5).round(3).to_string())
     print(f"\nchosen (best mean AUROC over draws and diffusion runs, ties by the worst family): {best.index[0]}")
     print("\nevery model with its default score (the README's selection rows; seconds per draw):")
-    honest = print_table([honest_row(draws, model) for model in MODELS if model in rows_models(rows)])
+    honest = print_table([honest_row(draws, model) for model in MODELS if MODELS[model] in set(rows["model"])])
     honest.to_csv(Path(args.work_dir) / "selection_honest.csv", index=False, float_format="%.4f")
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--benchmark", default="demo", help="the name shown in the first column")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}")
-    print_table([run_summary(Path(args.output_dir), name, name, args.benchmark) for name in args.model_name.split(",")])
+    print_table([run_summary(Path(args.output_dir), name, name, args.benchmark).row
+                 for name in args.model_name.split(",")])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ class Draw:
             for name in ("config.json", "checkpoint.pth"):
                 shutil.copy(self.runs / source / name, folder / name)
 
-    def summary(self, model: str, label: str) -> dict:
+    def summary(self, model: str, label: str) -> RunSummary:
         """The honest-table row of one of this draw's models."""
         timings = self.timings()
         train_seconds = timings.get(f"train {trained_model(model)}")
@@ -134,38 +135,39 @@ class Draw:
         return run_summary(self.runs, model, label, self.name, train_seconds, timings.get(f"reconstruct {model}"))
 
 
-def mean_auroc_resamples(runs: Path, model: str, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> np.ndarray:
-    """The run's mean AUROC over its out sets (default score) in ``n_bootstrap`` frame resamples."""
-    from src.ood.detection_stage import score_run
-    from src.ood.detector import ScoreOptions
-    from src.ood.evaluation import mean_auroc_bootstrap
-    from src.ood.ood_folder import OodFolder
-    scored = score_run(OodFolder(runs / model / "ood"), ScoreOptions(None, None))
-    outs = {name: scored.scores[name] for name in scored.outs}
-    return mean_auroc_bootstrap([(scored.scores["in"], outs)], scored.units, n_bootstrap, seed)[1][:, 0]
+@dataclass
+class RunSummary:
+    """One run's honest-table row and its mean AUROC in every frame resample (to combine draws)."""
+
+    row: dict
+    mean_resamples: np.ndarray
 
 
 def run_summary(runs: Path, model: str, label: str, benchmark: str, train_seconds: float | None = None,
-                reconstruct_seconds: float | None = None) -> dict:
-    """One run's row: its default score's mean and worst-family AUROC (frame-bootstrap intervals), cost."""
-    from src.ood.detection_stage import evaluate_run
+                reconstruct_seconds: float | None = None) -> RunSummary:
+    """One run scored once with its default score, as ood_detection.py scores it: mean and worst-family
+    AUROC with frame-bootstrap intervals, and the cost."""
+    from src.ood.detection_stage import ood_scores
     from src.ood.detector import ScoreOptions
-    from src.ood.evaluation import percentile_interval
-    result = evaluate_run(str(runs), model, ScoreOptions(None, None), N_BOOTSTRAP, 0, False)
-    table = result.table.drop(index="mean")
-    worst = table["AUROC"].idxmin()
-    settings = json.loads((runs / model / "ood" / "reconstruction.json").read_text())
-    low, high = percentile_interval(mean_auroc_resamples(runs, model))
-    return {"benchmark": benchmark, "model": label,
-            "score": f"{result.options.score} on {','.join(result.options.metric)}",
-            "mean AUROC": result.table.loc["mean", "AUROC"], "mean 95% interval": f"{low:.3f}-{high:.3f}",
-            "worst family": worst,
-            "worst AUROC": table.loc[worst, "AUROC"],
-            "worst 95% interval": f"{table.loc[worst, 'AUROC_low']:.3f}-{table.loc[worst, 'AUROC_high']:.3f}",
-            "calls/signal": settings.get("model_evaluations_per_signal"),
-            "train s": None if train_seconds is None else round(train_seconds),
-            "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds),
-            **{f"AUROC {name}": value for name, value in table["AUROC"].items()}}
+    from src.ood.evaluation import mean_auroc_bootstrap, metrics_table, percentile_interval
+    from src.ood.ood_folder import OodFolder
+    settings = OodFolder(runs / model / "ood").load_settings(required=True)
+    options = ScoreOptions(None, None).for_run(settings)
+    inside, outs, units = ood_scores(runs / model / "ood", options)
+    table = metrics_table(inside, outs, N_BOOTSTRAP, 0, units)
+    families = table.drop(index="mean")
+    worst = families["AUROC"].idxmin()
+    resamples = mean_auroc_bootstrap([(inside, outs)], units, N_BOOTSTRAP)[1][:, 0]
+    low, high = percentile_interval(resamples)
+    row = {"benchmark": benchmark, "model": label, "score": f"{options.score} on {','.join(options.metric)}",
+           "mean AUROC": table.loc["mean", "AUROC"], "mean 95% interval": f"{low:.3f}-{high:.3f}",
+           "worst family": worst, "worst AUROC": families.loc[worst, "AUROC"],
+           "worst 95% interval": f"{families.loc[worst, 'AUROC_low']:.3f}-{families.loc[worst, 'AUROC_high']:.3f}",
+           "calls/signal": settings.get("model_evaluations_per_signal"),
+           "train s": None if train_seconds is None else round(train_seconds),
+           "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds),
+           **{f"AUROC {name}": value for name, value in families["AUROC"].items()}}
+    return RunSummary(row, resamples)
 
 
 def print_table(rows: list[dict]) -> pd.DataFrame:
