@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset (default: all)")
     args = parser.parse_args()
     models = args.models.split(",")
+    if unknown := [model for model in models if model not in MODELS]:
+        parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     started = time.perf_counter()
     draw = Draw(Path(args.work_dir), "hard", HARD)
     draw.make_data()

@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
     args = parser.parse_args()
     models = args.models.split(",")
+    for flag, names, known in (("--draws", args.draws.split(","), DRAWS), ("--models", models, MODELS)):
+        if unknown := [name for name in names if name not in known]:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     draws = [Draw(Path(args.work_dir), name, DRAWS[name]) for name in args.draws.split(",")]
     started = time.perf_counter()
     if args.stage == "all":
