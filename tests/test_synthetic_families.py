@@ -1,13 +1,14 @@
-"""Tests of the synthetic generator's SNR ranges, RRC knobs and near-OOD QPSK variants (tiny sizes).
+"""Tests of the synthetic generator's SNR ranges, RRC knobs, near-OOD QPSK variants and QAM neighbours (tiny sizes).
 
 Expected values come from the physics (raised-cosine spectra, IQ-imbalance and Wiener phase-noise
-formulas), written out here independently of the module.
+formulas, the constellations' cumulants), written out here independently of the module.
 """
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,11 @@ from src.data.synthetic import (
     FAMILIES,
     Shaping,
     apply_impairments,
+    apsk16_symbols,
+    cross_qam32_symbols,
+    family_seed,
+    gray_qam_symbols,
+    psk_symbols,
     rrc_taps,
     write_synthetic,
 )
@@ -27,6 +33,7 @@ from src.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW = "interferenceset_frame"
 NEW_FAMILIES = ["PSK8", "QPSKro20", "QPSKsr", "QPSKpn", "QPSKiq", "QPSKcw"]
+QAM_NEIGHBOURS = ["QAM32", "QAM64", "APSK16", "PSK16"]
 
 # sha256 of `dataset` from write_synthetic(n_frames=3, frame_length=512, seed=11) with default flags,
 # recorded before SNR ranges, --sps/--rolloff and the QPSK variants existed: pins the pre-existing streams.
@@ -243,3 +250,125 @@ def test_tone_stands_out_15_db_below_the_qpsk():
     power = np.mean([power for _, power, _ in found])
     assert 10 * np.log10(power / (1 - power)) == pytest.approx(-15.0, abs=1.0)
     assert all(tone_search(frame)[2] < 20 for frame in clean("QPSK", 8, 16384, seed=8))
+
+
+# ---------------------------------------------------------------------------------------------- QAM neighbours
+
+SYMBOL_SOURCES = {
+    "QAM16": partial(gray_qam_symbols, bits_per_axis=2),  # the in-distribution constellation, as a control
+    "QAM32": cross_qam32_symbols,
+    "QAM64": partial(gray_qam_symbols, bits_per_axis=3),
+    "APSK16": apsk16_symbols,
+    "PSK16": partial(psk_symbols, order=16),
+}
+
+# Closed-form (C40 / C21^2, C42 / C21^2), by hand from each definition. For a zero-mean s with E s^2 = 0 (true
+# of all five: x^2 - y^2 and xy cancel over each constellation's symmetries) C40 = E s^4 and
+# C42 = E|s|^4 - 2 (E|s|^2)^2. Square QAMs use the level sums over one axis; s^4 = x^4 - 6 x^2 y^2 + y^4
+# + 4 j x y (x^2 - y^2), whose imaginary part sums to zero.
+#   16-QAM, levels +-1, +-3 (4 per axis, 16 points): sum x^2 = 20, sum x^4 = 164.
+#     E|s|^2 = 2 * 20 / 4 = 10, E|s|^4 = (2*4*164 + 2*20^2) / 16 = 132, E s^4 = (2*4*164 - 6*20^2) / 16 = -68:
+#     C40 = -68 / 100 = -0.68, C42 = 132 / 100 - 2 = -0.68.
+#   32-QAM cross: the 6x6 grid of +-1, +-3, +-5 (sum x^2 = 70, sum x^4 = 1414 over the 6 levels) minus its
+#     4 corners (+-5, +-5), each with |s|^2 = 50, |s|^4 = 2500 and s^4 = (5 + 5j)^4 = (50j)^2 = -2500:
+#     sum |s|^2 = 2*6*70 - 4*50 = 640                          -> E|s|^2 = 640 / 32 = 20,
+#     sum |s|^4 = 2*6*1414 + 2*70^2 - 4*2500 = 16768           -> E|s|^4 = 16768 / 32 = 524,
+#     sum s^4  = 2*6*1414 - 6*70^2 - 4*(-2500) = -2432         -> E s^4 = -2432 / 32 = -76:
+#     C40 = -76 / 400 = -0.19, C42 = 524 / 400 - 2 = -0.69 (C40 is not -0.69: the cross loses the
+#     corners, whose s^4 is the most negative).
+#   64-QAM, levels +-1 .. +-7 (8 per axis, 64 points): sum x^2 = 168, sum x^4 = 6216.
+#     E|s|^2 = 2 * 168 / 8 = 42, E|s|^4 = (2*8*6216 + 2*168^2) / 64 = 2436, E s^4 = (2*8*6216 - 6*168^2) / 64
+#     = -1092: C40 = -1092 / 42^2 = -13/21, C42 = 2436 / 42^2 - 2 = 29/21 - 2 = -13/21 (-0.6190476).
+#   16-APSK, 4 + 12 points, r2 = 2.57 r1 and (4 r1^2 + 12 r2^2) / 16 = 1: the inner points pi/4 + k pi/2
+#     have s^4 = r1^4 e^{j pi} = -r1^4, the outer points' fourth powers r2^4 e^{j (pi/3 + 2 pi k / 3)} sum to
+#     zero, so E s^4 = -4 r1^4 / 16 and E|s|^4 = (4 r1^4 + 12 r2^4) / 16.
+#   16-PSK: s^4 = e^{j pi k / 2} is uniform on 4 points, E s^4 = 0; |s| = 1: C40 = 0, C42 = 1 - 2 = -1.
+APSK_GAMMA = 2.57
+APSK_R1_SQUARED = 16 / (4 + 12 * APSK_GAMMA ** 2)  # 0.19217
+EXPECTED_CUMULANTS = {
+    "QAM16": (-0.68, -0.68),
+    "QAM32": (-76 / 400, 524 / 400 - 2),
+    "QAM64": (-13 / 21, -13 / 21),
+    "APSK16": (-4 * APSK_R1_SQUARED ** 2 / 16,  # -0.00923
+               (4 * APSK_R1_SQUARED ** 2 + 12 * (APSK_GAMMA ** 2 * APSK_R1_SQUARED) ** 2) / 16 - 2),  # -0.78246
+    "PSK16": (0.0, -1.0),
+}
+N_SYMBOLS = 200_000
+# Sampling error: the mean of s^4 over N symbols has std sqrt((E|s|^8 - |E s^4|^2) / N), below
+# sqrt(4 / 200000) = 0.0045 for all five (E|s|^8 at unit power is at most 3.96, 64-QAM's); C42's is
+# smaller (30 seeds: std 0.0014-0.0027 for C40, at most 0.0011 for C42). 0.02 is over 4 of the bound's
+# standard errors, and still splits 64-QAM (-0.619) from the in-distribution 16-QAM (-0.68).
+CUMULANT_TOLERANCE = 0.02
+
+
+def normalised_cumulants(symbols: np.ndarray) -> tuple[complex, float]:
+    """Sample (C40 / C21^2, C42 / C21^2): C40 = M40 - 3 M20^2, C42 = M42 - |M20|^2 - 2 M21^2 (zero-mean symbols)."""
+    m20, m21 = np.mean(symbols ** 2), np.mean(np.abs(symbols) ** 2)
+    m40, m42 = np.mean(symbols ** 4), np.mean(np.abs(symbols) ** 4)
+    return (m40 - 3 * m20 ** 2) / m21 ** 2, float((m42 - abs(m20) ** 2 - 2 * m21 ** 2) / m21 ** 2)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_CUMULANTS))
+def test_constellation_cumulants_match_the_closed_form(name):
+    symbols = SYMBOL_SOURCES[name](np.random.default_rng(21), (N_SYMBOLS,))
+    c40, c42 = normalised_cumulants(symbols)
+    expected_c40, expected_c42 = EXPECTED_CUMULANTS[name]
+    assert np.mean(np.abs(symbols) ** 2) == pytest.approx(1.0, abs=0.01)  # unit power (std 0.0014 at most)
+    assert abs(c40 - expected_c40) < CUMULANT_TOLERANCE  # complex: the imaginary part is 0 too
+    assert c42 == pytest.approx(expected_c42, abs=CUMULANT_TOLERANCE)
+
+
+def test_psk16_eighth_power_vanishes_and_sixteenth_is_one():
+    """s = e^{2 pi j k / 16}: s^8 = (-1)^k averages to 0 (so C80 = M80 = 0 as M20 = M40 = M60 = 0, where 8-PSK
+    has C80 = 1); s^16 = 1 exactly. The sample mean of s^8 has std 1 / sqrt(N) = 0.0022."""
+    symbols = SYMBOL_SOURCES["PSK16"](np.random.default_rng(22), (N_SYMBOLS,))
+    assert abs(np.mean(symbols ** 8)) < 0.01
+    np.testing.assert_allclose(symbols ** 16, 1.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name, n_points", [("QAM32", 32), ("QAM64", 64), ("APSK16", 16), ("PSK16", 16)])
+def test_constellation_has_its_number_of_points(name, n_points):
+    symbols = SYMBOL_SOURCES[name](np.random.default_rng(23), (20_000,))  # 313 draws per point at 64
+    assert len(np.unique(np.round(symbols, 9))) == n_points
+
+
+def test_cross_qam32_is_the_odd_grid_without_corners_and_apsk16_two_rings():
+    grid = SYMBOL_SOURCES["QAM32"](np.random.default_rng(24), (20_000,)) * np.sqrt(20)  # mean power 20, above
+    levels = np.concatenate([grid.real, grid.imag])
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-9)
+    assert set(np.round(levels).astype(int)) == {-5, -3, -1, 1, 3, 5}
+    assert not np.any((np.abs(grid.real) > 4) & (np.abs(grid.imag) > 4))  # no (+-5, +-5) corner
+    apsk = np.unique(np.round(SYMBOL_SOURCES["APSK16"](np.random.default_rng(25), (20_000,)), 9))
+    radii, counts = np.unique(np.round(np.abs(apsk), 9), return_counts=True)
+    assert list(counts) == [4, 12] and radii[1] / radii[0] == pytest.approx(APSK_GAMMA)
+    inner_angles = np.sort(np.angle(apsk[np.abs(apsk) < radii[1] - 1e-6]) % (2 * np.pi))
+    np.testing.assert_allclose(inner_angles, np.pi / 4 + np.arange(4) * np.pi / 2)
+    outer_angles = np.sort(np.angle(apsk[np.abs(apsk) > radii[0] + 1e-6]) % (2 * np.pi))
+    np.testing.assert_allclose(outer_angles, np.pi / 12 + np.arange(12) * np.pi / 6)
+
+
+def test_qam_neighbours_are_appended_so_the_old_seeds_stay():
+    """Seeds derive from the position in FAMILIES: the 12 earlier names keep theirs."""
+    old = list(PINNED_DEFAULT) + NEW_FAMILIES
+    assert list(FAMILIES) == old + QAM_NEIGHBOURS
+    for position, name in enumerate(old):
+        expected = np.random.SeedSequence([0, position]).generate_state(4)
+        np.testing.assert_array_equal(family_seed(0, name).generate_state(4), expected)
+
+
+@pytest.mark.parametrize("name", QAM_NEIGHBOURS)
+def test_qam_neighbours_have_unit_power_and_follow_the_base_shaping(name):
+    """Unit power (16 x 4096 samples, 8192 symbols: std of the mean power below 0.007 for 64-QAM's
+    E|s|^4 - 1 = 0.38) and the raised-cosine spectrum of --sps 4 --rolloff 0.5."""
+    assert "_" not in name
+    assert np.mean(np.abs(clean(name, 16, 4096)) ** 2) == pytest.approx(1.0, abs=0.03)
+    base = Shaping(sps=4, rolloff=0.5)
+    assert measured_bandwidth(name, base) == pytest.approx(raised_cosine_bandwidth(4, 0.5), rel=0.02)
+
+
+def test_write_synthetic_writes_the_qam_neighbours_at_unit_power(tmp_path):
+    paths = write_synthetic(tmp_path, QAM_NEIGHBOURS, n_frames=8, frame_length=4096, snr_db=np.inf, seed=3)
+    for name, path in zip(QAM_NEIGHBOURS, paths):
+        content = read_h5(path)
+        assert path.name == f"{name}_raw_data.h5" and content["sig_type"] == name.encode()
+        assert np.mean(np.abs(content["dataset"]) ** 2) == pytest.approx(1.0, abs=0.04)

@@ -19,6 +19,11 @@ The families:
     QPSKpn          Wiener (random-walk) phase noise.
     QPSKiq          IQ imbalance: 1 dB gain, 5 degree phase skew.
     QPSKcw          a tone 15 dB below the QPSK, inside its band.
+    Near-OOD neighbours of QAM16, other constellations with the same RRC shaping (``--sps``, ``--rolloff``):
+    QAM32           32-QAM cross constellation (the 6x6 odd-level grid without its 4 corners).
+    QAM64           square Gray 64-QAM.
+    APSK16          DVB-S2 16-APSK: 4 + 12 points on two rings, radius ratio 2.57.
+    PSK16           16-PSK.
 
 Every frame then gets the same channel impairments (:func:`apply_impairments`): a random carrier
 frequency offset, a random carrier phase and complex AWGN at the frame's SNR relative to the unit
@@ -67,7 +72,7 @@ SnrSpec = float | tuple[float, float]  # one SNR in dB, or a (lo, hi) range to d
 
 @dataclass(frozen=True)
 class Shaping:
-    """Pulse shaping of the RRC families (QPSK, QAM16 and the QPSK variants).
+    """Pulse shaping of the RRC families (QPSK, QAM16, the QPSK variants and the QAM neighbours).
 
     sps: samples per symbol (>= 2, so that the RRC band (1 + rolloff) / (2 sps) fits below Nyquist).
     rolloff: RRC excess bandwidth in (0, 1].
@@ -121,6 +126,50 @@ def psk_symbols(rng: np.random.Generator, shape: tuple[int, ...], order: int) ->
     (Gray labelling would only matter for bit errors; the symbols are uniform either way.)
     """
     return np.exp(2j * np.pi * rng.integers(0, order, size=shape) / order)
+
+
+def cross_qam32_points() -> np.ndarray:
+    """The 32 points of cross 32-QAM, unnormalised: the 6x6 grid of odd levels {+-1, +-3, +-5}^2 without
+    its 4 corners (+-5, +-5). Mean power (12 * 70 - 4 * 50) / 32 = 20."""
+    levels = np.arange(-5.0, 6.0, 2.0)
+    in_phase, quadrature = np.meshgrid(levels, levels, indexing="ij")
+    corner = (np.abs(in_phase) == 5) & (np.abs(quadrature) == 5)
+    return (in_phase + 1j * quadrature)[~corner]
+
+
+def cross_qam32_symbols(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform random symbols of cross 32-QAM (:func:`cross_qam32_points`) with unit average power.
+
+    Dropping the four highest-energy corners keeps the peak-to-mean power at 34 / 20 = 1.7 (the square
+    64-QAM's: 98 / 42 = 2.33). (Its quasi-Gray labelling would only matter for bit errors; the symbols
+    are uniform either way.)
+    """
+    points = cross_qam32_points()
+    return points[rng.integers(0, len(points), size=shape)] / np.sqrt(np.mean(np.abs(points) ** 2))
+
+
+# 16-APSK outer/inner ring radius ratio: DVB-S2's value for code rate 9/10 (ETSI EN 302 307-1, Table 9,
+# which gives 3.15, 2.85, 2.75, 2.70, 2.60, 2.57 for rates 2/3, 3/4, 4/5, 5/6, 8/9, 9/10).
+APSK16_GAMMA = 2.57
+
+
+def apsk16_points(gamma: float = APSK16_GAMMA) -> np.ndarray:
+    """The 16 points of DVB-S2 16-APSK with unit average power: 4 on an inner ring at pi/4 + k pi/2 and 12
+    on an outer ring at pi/12 + k pi/6, radii r1 and r2 = gamma r1 with (4 r1^2 + 12 r2^2) / 16 = 1."""
+    inner_radius = np.sqrt(16.0 / (4.0 + 12.0 * gamma ** 2))
+    inner = inner_radius * np.exp(1j * (np.pi / 4 + np.arange(4) * np.pi / 2))
+    outer = gamma * inner_radius * np.exp(1j * (np.pi / 12 + np.arange(12) * np.pi / 6))
+    return np.concatenate([inner, outer])
+
+
+def apsk16_symbols(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform random symbols of DVB-S2 16-APSK (:func:`apsk16_points`, ring ratio ``APSK16_GAMMA``), unit power.
+
+    Two constant-envelope rings rather than a grid: the constellation of satellite links, whose
+    amplifiers run near saturation. (The symbols are uniform; the labelling only matters for bit errors.)
+    """
+    points = apsk16_points()
+    return points[rng.integers(0, len(points), size=shape)]
 
 
 def rrc_taps(sps: int, rolloff: float, span: int) -> np.ndarray:
@@ -384,6 +433,30 @@ def qpsk_with_tone(rng: np.random.Generator, n_frames: int, frame_length: int,
     return (clean + tone) / np.sqrt(1 + tone_power)
 
 
+# ---------------------------------------------------------------------------------------------- QAM neighbours
+# Near-OOD for a 16-QAM model: other constellations with the same RRC shaping (base --sps and --rolloff), so
+# the same spectrum and unit power; only the symbol alphabet differs.
+
+def qam32(rng: np.random.Generator, n_frames: int, frame_length: int, shaping: Shaping = BASE_SHAPING) -> np.ndarray:
+    """Cross 32-QAM (the 6x6 odd-level grid without its corners) with the base RRC shaping."""
+    return rrc_modulate(rng, n_frames, frame_length, cross_qam32_symbols, shaping)
+
+
+def qam64(rng: np.random.Generator, n_frames: int, frame_length: int, shaping: Shaping = BASE_SHAPING) -> np.ndarray:
+    """Square Gray 64-QAM with the base RRC shaping: twice 16-QAM's levels per axis."""
+    return rrc_modulate(rng, n_frames, frame_length, partial(gray_qam_symbols, bits_per_axis=3), shaping)
+
+
+def apsk16(rng: np.random.Generator, n_frames: int, frame_length: int, shaping: Shaping = BASE_SHAPING) -> np.ndarray:
+    """DVB-S2 16-APSK (4 + 12 points on two rings, ratio 2.57) with the base RRC shaping: 16-QAM's bits per symbol."""
+    return rrc_modulate(rng, n_frames, frame_length, apsk16_symbols, shaping)
+
+
+def psk16(rng: np.random.Generator, n_frames: int, frame_length: int, shaping: Shaping = BASE_SHAPING) -> np.ndarray:
+    """16-PSK with the base RRC shaping: 16-QAM's bits per symbol at constant symbol energy."""
+    return rrc_modulate(rng, n_frames, frame_length, partial(psk_symbols, order=16), shaping)
+
+
 FAMILIES: dict[str, Generator] = {
     "QPSK": qpsk,
     "QAM16": qam16,
@@ -397,6 +470,10 @@ FAMILIES: dict[str, Generator] = {
     "QPSKpn": qpsk_phase_noise,
     "QPSKiq": qpsk_iq_imbalance,
     "QPSKcw": qpsk_with_tone,
+    "QAM32": qam32,
+    "QAM64": qam64,
+    "APSK16": apsk16,
+    "PSK16": psk16,
 }
 
 
@@ -523,8 +600,9 @@ def write_synthetic(out_dir: str | os.PathLike, families: list[str] | None = Non
         seed: the same seed gives identical files; each family's stream depends only on
             (seed, family position), not on which other families are written.
         cfo_max: carrier frequency offsets are uniform in +-cfo_max cycles/sample.
-        sps, rolloff: RRC samples per symbol and roll-off of QPSK and QAM16; the QPSK variants change
-            one of them relative to these (see each family). Other families ignore them.
+        sps, rolloff: RRC samples per symbol and roll-off of QPSK, QAM16 and the QAM neighbours (QAM32,
+            QAM64, APSK16, PSK16); the QPSK variants change one of them relative to these (see each
+            family). Other families ignore them.
     """
     names = check_families(families)
     if n_frames < 1 or frame_length < 1:
