@@ -21,7 +21,7 @@ and, for flagged windows, the band that deviates most from the val windows' spec
 band_width_hz (or band_center, band_width in cycles/sample) and band_z. --plot=1 writes beside the CSV
 a waterfall with the flagged windows' bands boxed over a score-over-time trace.
 """
-from src.cli import (Parser, add_dist_args, add_loader_args, comma_list, flag, fraction, positive_float, positive_int,
+from src.cli import (Parser, add_carrier_arg, add_dist_args, add_loader_args, comma_list, flag, fraction, positive_float, positive_int,
                      run_main)
 from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.data.prep import NORMALIZATIONS
@@ -49,6 +49,7 @@ def create_argparser() -> Parser:
                              "the raw scale (default: %(default)s). Processed h5 files are used as they are")
     parser.add_argument("--first_n", type=positive_int, default=None,
                         help="only the first N windows of each input (default: all)")
+    add_carrier_arg(parser, from_config=True)
     add_field_args(parser)
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="the network's arithmetic (auto, fp32, bf16); default: that of the run's val "

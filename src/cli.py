@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from src.dsp import CARRIER_MODES
 from src.errors import UserError
 
 log = logging.getLogger("rfood")
@@ -98,6 +99,16 @@ def add_data_args(parser: argparse.ArgumentParser, from_config: bool = False) ->
                              "e.g. [160,160,128] (default: none)")
     parser.add_argument("--image_size", type=positive_int, default=None,
                         help="images: resize every spatial dimension to this size (default: none)")
+    add_carrier_arg(parser, from_config)
+
+
+def add_carrier_arg(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
+    """--carrier_recovery: set at training, recorded in config.json; later stages may only repeat it."""
+    parser.add_argument("--carrier_recovery", choices=CARRIER_MODES, default=None if from_config else "off",
+                        help="signals: remove each window's carrier offset and phase blindly with the M-th power "
+                             "estimator (power2: BPSK, power4: QPSK and square QAM, power8: 8-PSK), or auto: the "
+                             "power whose spectral line stands out in the training windows, off where none does "
+                             + ("(default: as the run was trained)" if from_config else "(default: %(default)s)"))
 
 
 def add_dist_args(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,9 @@ score can be traced back to the window it came from, and the id of the frame it 
 offset, phase and noise, so frames, not windows, are the independent units of error bars. Where
 prep recorded each window's SNR (``snr_db``, from synthetic data), :attr:`SignalDataset.snr_db`
 lists it; else it is None.
+
+With ``carrier_order`` M (2, 4 or 8) every window comes with its carrier offset and phase removed
+blindly by the M-th power estimator (:func:`src.dsp.recover_carrier`), whichever stage reads it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from src.dsp import recover_carrier
 from src.errors import UserError
 
 
@@ -65,10 +69,13 @@ class SignalDataset(Dataset):
         path: processed h5 file.
         first_n: keep only the first ``first_n`` windows (None: all).
         cache: read the file into RAM once (True) or read each window when asked (False).
+        carrier_order: remove each window's carrier offset and phase with this power (0: leave them).
     """
 
-    def __init__(self, path: str | Path, first_n: int | None = None, cache: bool = True) -> None:
+    def __init__(self, path: str | Path, first_n: int | None = None, cache: bool = True,
+                 carrier_order: int = 0) -> None:
         self.path = Path(path)
+        self.carrier_order = carrier_order
         if first_n is not None and first_n <= 0:
             raise UserError(f"--first_n must be positive, got {first_n}")
         if not self.path.is_file():
@@ -89,6 +96,7 @@ class SignalDataset(Dataset):
             raise UserError(f"cannot read {self.path} as HDF5 ({err}); check the path") from err
         if self._cache is not None:
             _check_finite(self.path, self._cache)
+            self._cache = recovered(self._cache, carrier_order)
         self._handle = None
         self.name = display_name(self.path)
         self.ids = [f"{self.path.stem}:{index}" for index in range(self.length)]
@@ -104,7 +112,7 @@ class SignalDataset(Dataset):
             self._handle = h5py.File(self.path, "r")
         window = np.asarray(self._handle["dataset"][index], dtype=np.float32)
         _check_finite(self.path, window[None], offset=index)
-        return window
+        return recovered(window[None], self.carrier_order)[0]
 
     def __getitem__(self, index: int) -> dict:
         return {"signal": torch.from_numpy(self._read(index)), "index": index}
@@ -113,6 +121,17 @@ class SignalDataset(Dataset):
         state = self.__dict__.copy()
         state["_handle"] = None  # h5py handles do not cross process boundaries
         return state
+
+
+RECOVERY_BATCH = 4096  # windows per batched carrier-recovery call when a file is cached
+
+
+def recovered(windows: np.ndarray, carrier_order: int) -> np.ndarray:
+    """float32 windows [N, 2, T] with their carriers removed by the ``carrier_order``-th power (0: as they are)."""
+    if not carrier_order:
+        return windows
+    return np.concatenate([recover_carrier(torch.from_numpy(windows[start:start + RECOVERY_BATCH]), carrier_order)
+                           .numpy() for start in range(0, len(windows), RECOVERY_BATCH)])
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,

@@ -9,12 +9,18 @@ flipped.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+import torch
 
 from src.data.datasets import SignalDataset, display_name
 from src.data.images import ImageDataset, split_name
+from src.dsp import choose_carrier_order
 from src.errors import UserError
+
+log = logging.getLogger("rfood")
 
 FLIP_SUFFIXES = {"_vflip": "v", "_hflip": "h"}
 
@@ -27,24 +33,73 @@ class DataOptions:
     is_grayscale: bool = False
     image_roi: tuple[int, ...] | None = None
     image_size: int | None = None
+    carrier_recovery: str = "off"  # as asked: off | auto | power2 | power4 | power8
+    carrier_order: int = 0  # what runs: the power M of the carrier estimator, 0 = none (auto resolved)
+    # what auto saw: (M, median line strength of the training windows, noise's), in dB, per power M
+    carrier_evidence: tuple[tuple[int, float, float], ...] = ()
 
     @classmethod
     def from_args(cls, args) -> DataOptions:
         roi = getattr(args, "image_roi", None)
+        mode = getattr(args, "carrier_recovery", None) or "off"
         return cls(getattr(args, "spatial_dimension", 1), bool(getattr(args, "is_grayscale", False)),
-                   None if roi is None else tuple(roi), getattr(args, "image_size", None))
+                   None if roi is None else tuple(roi), getattr(args, "image_size", None), mode, fixed_order(mode))
 
     @classmethod
     def from_config(cls, data: dict) -> DataOptions:
         roi = data.get("image_roi")
         return cls(data.get("spatial_dims", 1), bool(data.get("is_grayscale", False)),
-                   None if roi is None else tuple(roi), data.get("image_size"))
+                   None if roi is None else tuple(roi), data.get("image_size"),
+                   data.get("carrier_recovery", "off"), int(data.get("carrier_order", 0)))
 
     def section(self) -> dict:
-        """These options as plain values for config.json's ``data`` section."""
+        """These options as plain values for config.json's ``data`` section.
+
+        Signals record only the carrier recovery (and only when it is on, so the configs of earlier
+        runs still match on resume); images record how they were read.
+        """
+        if self.spatial_dims == 1:
+            if self.carrier_recovery == "off":
+                return {}
+            section = {"carrier_recovery": self.carrier_recovery, "carrier_order": self.carrier_order}
+            if self.carrier_evidence:
+                section["carrier_line_strengths_db"] = {f"z^{m}": [round(seen, 2), round(noise, 2)]
+                                                        for m, seen, noise in self.carrier_evidence}
+            return section
         values = asdict(self)
         values["image_roi"] = None if self.image_roi is None else list(self.image_roi)
+        for key in ("carrier_recovery", "carrier_order", "carrier_evidence"):
+            values.pop(key)
         return values
+
+
+AUTO_WINDOWS = 2048  # training windows ``auto`` looks at (the first ones; a median needs no more)
+
+
+def fixed_order(mode: str) -> int:
+    """The power a --carrier_recovery mode names (power4 -> 4); 0 for off, and for auto until resolved."""
+    return int(mode.removeprefix("power")) if mode.startswith("power") else 0
+
+
+def resolve_carrier(options: DataOptions, train_set) -> DataOptions:
+    """The options with ``auto`` resolved to an order from the training windows, and what it saw."""
+    if options.carrier_recovery != "auto":
+        return options
+    windows = torch.stack([train_set[index]["signal"] for index in range(min(len(train_set), AUTO_WINDOWS))])
+    order, strengths, noise = choose_carrier_order(windows)
+    return replace(options, carrier_order=order,
+                   carrier_evidence=tuple((m, strengths[m], noise[m]) for m in strengths))
+
+
+def log_carrier_choice(data: dict) -> None:
+    """Say in the run's log what --carrier_recovery=auto chose and the line strengths it saw."""
+    evidence = data.get("carrier_line_strengths_db")
+    if data.get("carrier_recovery") != "auto" or not evidence:
+        return
+    order = data.get("carrier_order", 0)
+    seen = ", ".join(f"{name} {values[0]:.1f} dB (noise {values[1]:.1f})" for name, values in evidence.items())
+    log.info("carrier recovery auto: %s; median line strength of the training windows: %s",
+             f"power{order}" if order else "off (no power's line stands out by 3 dB)", seen)
 
 
 def check_spatial_dims(spatial_dims: int) -> int:
@@ -61,7 +116,10 @@ def open_set(path: str | Path, options: DataOptions, first_n: int | None = None,
         if text.endswith(".csv"):
             raise UserError(f"{path} is a CSV split file of images; pass --spatial_dimension=2 (images) or 3 "
                             "(volumes), or give a processed h5 file of signals")
-        return SignalDataset(path, first_n, cache)
+        return SignalDataset(path, first_n, cache, options.carrier_order)
+    if options.carrier_recovery != "off":
+        raise UserError(f"--carrier_recovery={options.carrier_recovery} applies to RF signals only, not to "
+                        f"--spatial_dimension={options.spatial_dims}; drop the flag")
     flip = next((flip for suffix, flip in FLIP_SUFFIXES.items() if text.endswith(suffix)), None)
     if flip:
         text = text[:-len("_vflip")]
@@ -94,7 +152,19 @@ def options_for_run(data: dict, args) -> DataOptions:
     if clashes:
         raise UserError(f"{', '.join(clashes)}: the run was trained on other data; drop these flags or use a run "
                         "trained with them")
+    check_carrier(getattr(args, "carrier_recovery", None), trained)
     return trained
+
+
+def check_carrier(given: str | None, trained: DataOptions) -> None:
+    """A later stage's --carrier_recovery may repeat what the run was trained with (or what its auto chose)."""
+    if given is None:
+        return
+    agrees = {trained.carrier_recovery, f"power{trained.carrier_order}" if trained.carrier_order else "off"}
+    if given not in agrees:
+        chose = f" (auto chose {sorted(agrees - {'auto'})[0]})" if trained.carrier_recovery == "auto" else ""
+        raise UserError(f"--carrier_recovery={given}: the run was trained with --carrier_recovery="
+                        f"{trained.carrier_recovery}{chose}, and every stage must see the data alike; drop the flag")
 
 
 def _normal(value):

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from src.data.datasets import recovered
 from src.data.prep import normalize_rms
 from src.data.streaming import Recording
 from src.distributed import Dist, gather_to_main
@@ -69,6 +70,7 @@ class FieldOptions:
     sample_rate: float | None
     band_z: float
     plot: bool
+    carrier_order: int = 0  # the run's carrier recovery (0: none), applied after the normalisation
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,11 +145,16 @@ def as_iq(windows: np.ndarray) -> np.ndarray:
     return np.stack([windows.real, windows.imag], axis=1).astype(np.float32)
 
 
-def scored_iq(path: Path, offsets: np.ndarray, raw: np.ndarray, normalize: str) -> np.ndarray:
-    """The windows as the model sees them: I/Q, each scaled to unit power under --normalize rms (as prep does)."""
+def scored_iq(path: Path, offsets: np.ndarray, raw: np.ndarray, normalize: str, carrier_order: int = 0) -> np.ndarray:
+    """The windows as the model sees them: I/Q, each scaled to unit power under --normalize rms (as prep does),
+    then with the run's carrier recovery (as its training windows were)."""
     iq = as_iq(raw)
-    if normalize != "rms":
-        return iq
+    if normalize == "rms":
+        iq = rms_scaled(path, offsets, raw, iq)
+    return recovered(iq, carrier_order)
+
+
+def rms_scaled(path: Path, offsets: np.ndarray, raw: np.ndarray, iq: np.ndarray) -> np.ndarray:
     silent = np.flatnonzero(~np.any(raw != 0, axis=1))
     if silent.size:
         raise UserError(f"{path}: the window at sample {offsets[silent[0]]} is all zeros, so --normalize rms cannot "
@@ -164,7 +171,8 @@ def window_batches(recording: Recording, options: FieldOptions, n_windows: int) 
         while len(offsets) >= options.batch_size or (len(offsets) and first + len(offsets) >= n_windows):
             size = min(options.batch_size, len(offsets), n_windows - first)
             yield Batch(np.arange(first, first + size), offsets[:size], raw[:size],
-                        scored_iq(recording.path, offsets[:size], raw[:size], options.normalize))
+                        scored_iq(recording.path, offsets[:size], raw[:size], options.normalize,
+                                  options.carrier_order))
             offsets, raw, first = offsets[size:], raw[size:], first + size
             if first >= n_windows:
                 return

@@ -24,6 +24,7 @@ import pandas as pd
 
 from src.cli import setup_logging
 from src.data.datasets import SignalDataset
+from src.data.sources import options_for_run
 from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort
 from src.data.streaming import Recording, open_h5_recording, open_recording
 from src.diffusion.engine import MODES
@@ -160,7 +161,7 @@ def read_input(path: Path, signal_length: int, args, options: FieldOptions, loca
     if args.hop is not None:
         raise UserError(f"--hop applies to raw recordings, but {path} is a processed h5 of fixed windows; "
                         "drop --hop or pass the raw recording")
-    dataset = SignalDataset(path, args.first_n, args.cache_data)
+    dataset = SignalDataset(path, args.first_n, args.cache_data, options.carrier_order)
     if dataset.signal_length != signal_length:
         raise UserError(f"{path} holds windows of {dataset.signal_length} samples but the run was trained on "
                         f"{signal_length}; prepare it with --trim_length={signal_length} or pass the raw "
@@ -193,11 +194,13 @@ def write_scores(table: pd.DataFrame, path: Path) -> None:
     write_table(table, path, index=False)
 
 
-def field_options(args, signal_length: int) -> FieldOptions:
-    """The raw-recording flags of score.py; windows are the run's signal length, --hop apart."""
+def field_options(args, signal_length: int, carrier_order: int) -> FieldOptions:
+    """The raw-recording flags of score.py; windows are the run's signal length, --hop apart, with the run's
+    carrier recovery."""
     return FieldOptions(window=signal_length, hop=args.hop or signal_length, chunk_windows=args.chunk_windows,
                         batch_size=args.batch_size, normalize=args.normalize, first_n=args.first_n,
-                        units=args.units, sample_rate=args.sample_rate, band_z=args.band_z, plot=args.plot)
+                        units=args.units, sample_rate=args.sample_rate, band_z=args.band_z, plot=args.plot,
+                        carrier_order=carrier_order)
 
 
 def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
@@ -284,8 +287,12 @@ def score_inputs(args, dist: Dist) -> None:
     check_stems(paths)
     if args.out is not None and Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give the path of the CSV file to write")
-    options = field_options(args, signal_length)
-    localise = bool(args.localise) and config.get("kind") != "features"
+    data = options_for_run(config.get("data", {}), args)
+    options = field_options(args, signal_length, data.carrier_order)
+    localise = bool(args.localise) and config.get("kind") != "features" and not data.carrier_order
+    if args.localise and data.carrier_order:
+        log.info("bands are not localised: the run removes each window's carrier offset (--carrier_recovery="
+                 "%s), so the windows' spectra no longer sit at the recording's frequencies", data.carrier_recovery)
     inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
 
     reconstructor = build_reconstructor(run, config, settings.get("num_inference_steps", 1),

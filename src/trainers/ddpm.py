@@ -71,6 +71,7 @@ def ddpm_config(network: dict, scheduler: dict, data: dict, latent: dict | None 
 
 def data_section(train_set, training_file: str, validation_file: str,
                  options: DataOptions = DataOptions()) -> dict:
-    """The ``data`` section of config.json: the data's shape, files and (for images) how they were read."""
+    """The ``data`` section of config.json: the data's shape, files and how they were read (image options,
+    carrier recovery)."""
     section = {**data_shape(train_set), "training_h5file": str(training_file), "validation_h5file": str(validation_file)}
-    return section if options.spatial_dims == 1 else {**section, **options.section()}
+    return {**section, **options.section()}

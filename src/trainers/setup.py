@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, flag, positive_int,
                      setup_logging)
-from src.data.sources import DataOptions, data_shape, open_set
+from src.data.sources import DataOptions, data_shape, log_carrier_choice, open_set, resolve_carrier
 from src.errors import UserError
 from src.io import make_dir
 from src.networks import network_config
@@ -48,16 +48,21 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     add_dist_args(parser)
 
 
-def load_training_sets(args):
-    """The training and validation sets the flags name (signals or images), checked to have one shape."""
+def load_training_sets(args) -> tuple:
+    """The training and validation sets the flags name (signals or images), checked to have one shape, and
+    the data options they were read with (``--carrier_recovery=auto`` resolved on the training windows)."""
     options = DataOptions.from_args(args)
     train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
+    resolved = resolve_carrier(options, train_set)
+    if resolved != options:
+        options = resolved
+        train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
     val_set = open_set(args.validation_h5file, options, cache=args.cache_data)
     if data_shape(val_set) != data_shape(train_set):
         raise UserError(f"{args.validation_h5file} holds data of shape {data_shape(val_set)} but "
                         f"{args.training_h5file} {data_shape(train_set)}; prepare both alike (--trim_length, or "
                         "--image_size/--image_roi)")
-    return train_set, val_set
+    return train_set, val_set, options
 
 
 def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") -> tuple[Run, dict]:
@@ -70,6 +75,7 @@ def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") 
 
     config = on_main(dist, create)
     setup_logging(run.log_file, main_process=dist.is_main)
+    log_carrier_choice(config.get("data", {}))
     seed_everything(args.seed)
     return run, config
 
@@ -93,11 +99,10 @@ def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[s
     """The whole of train_autoencoder.py and train_vqvae.py: a model that reconstructs its input, under
     torchrun or not. ``size_flags`` name the flags that override the family's default sizes."""
     with distributed(args.dist_backend) as dist:
-        train_set, val_set = load_training_sets(args)
+        train_set, val_set, options = load_training_sets(args)
         network = network_config(kind, in_channels=train_set.channels, spatial_dims=args.spatial_dimension,
                                  **{name: getattr(args, name) for name in size_flags})
         config = {"kind": kind, "network": network,
-                  "data": data_section(train_set, args.training_h5file, args.validation_h5file,
-                                       DataOptions.from_args(args))}
+                  "data": data_section(train_set, args.training_h5file, args.validation_h5file, options)}
         run, config = start_run(args, config, dist, config_name)
         trainer_class(run, config, settings_from(args), train_set, val_set, dist).fit()
