@@ -6,12 +6,14 @@ Example:
         --validation_h5file=data/processed/interferenceset_frame/QPSK_raw_data_val.h5
 
 Each window's features: its log Welch spectrum, envelope statistics (mean, coefficient of variation,
-kurtosis, peak-to-average power) and normalised fourth-order cumulants |C20|/C21, |C40|, |C41|, C42
-(over C21^2). The run scores a window by the Mahalanobis distance of its features from the training
-windows' (Ledoit-Wolf covariance). It takes seconds; reconstruct.py, ood_detection.py and score.py
-then treat it like any other run (one "start point" t = 0, the distance as the ``feat`` column).
+kurtosis, peak-to-average power), normalised fourth-order cumulants |C20|/C21, |C40|, |C41|, C42
+(over C21^2) and cyclic features: the strength (dB above its neighbourhood) of the strongest spectral
+line of z^2, z^4 and z^8 (z = I + jQ) and of the symbol-rate line of |z|^2, all blind to carrier
+offset and phase. The run scores a window by the Mahalanobis distance of its features from the
+training windows' (Ledoit-Wolf covariance). It takes seconds; reconstruct.py, ood_detection.py and
+score.py then treat it like any other run (one "start point" t = 0, the distance as the ``feat`` column).
 """
-from src.cli import Parser, add_loader_args, add_run_args, positive_int, run_main
+from src.cli import Parser, add_carrier_arg, add_loader_args, add_run_args, positive_int, run_main
 from src.features import FEATURE_PSD_SEGMENT
 from src.trainers.features import fit_feature_baseline
 
@@ -25,6 +27,7 @@ def create_argparser() -> Parser:
     parser.add_argument("--psd_segment", type=positive_int, default=FEATURE_PSD_SEGMENT,
                         help="Welch segment (= spectral features) (default: %(default)s)")
     parser.add_argument("--spatial_dimension", type=int, default=1, help="signals are 1D; only 1 is accepted")
+    add_carrier_arg(parser)
     add_loader_args(parser, batch_size=256)
     return parser
 

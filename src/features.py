@@ -2,8 +2,10 @@
 
 Each window [2, T] becomes one row of :func:`rf_features`: its log Welch spectrum, statistics of its
 envelope and its normalised fourth-order cumulants (Swami & Sadler 2000, "Hierarchical digital
-modulation classification using cumulants"). :class:`FeatureStatistics`, fitted on in-distribution
-windows, scores any window by its squared Mahalanobis distance from them.
+modulation classification using cumulants"), and optionally (``cyclic``) its cyclic features: how far
+the spectral lines of z^2, z^4, z^8 and of the instantaneous power |z|^2 stand above their
+neighbourhood, blind to carrier offset and phase. :class:`FeatureStatistics`, fitted on
+in-distribution windows, scores any window by its squared Mahalanobis distance from them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from src.dsp import as_complex, envelope, psd_frequencies, welch_psd
+from src.dsp import (CARRIER_FFT_PAD, as_complex, envelope, line_strength_db, power_line_strengths,
+                     psd_frequencies, welch_psd)
 from src.errors import UserError
 
 # Welch segment of the spectral features. Half the plotted spectrum's PSD_SEGMENT: a 256-sample window
@@ -25,25 +28,29 @@ STD_FLOOR = 1e-12  # a feature that is constant over the training windows carrie
 
 ENVELOPE_NAMES = ["env_mean", "env_cv", "env_kurtosis", "papr_db"]
 CUMULANT_NAMES = ["abs_c20/c21", "abs_c40/c21^2", "abs_c41/c21^2", "c42/c21^2"]
+CYCLIC_ORDERS = (2, 4, 8)  # the powers z^M whose line strengths are features (BPSK; QPSK, QAM; 8-PSK)
+CYCLIC_NAMES = [f"line_z{order}_db" for order in CYCLIC_ORDERS] + ["line_env2_db"]
+ENVELOPE_DC_GUARD = 2  # |z|^2 bins below this many 1/T (cycles/sample) from DC cannot be its line
 
 
-def feature_names(psd_segment: int = FEATURE_PSD_SEGMENT) -> list[str]:
+def feature_names(psd_segment: int = FEATURE_PSD_SEGMENT, cyclic: bool = False) -> list[str]:
     """Name of each column of :func:`rf_features`; spectral bins are named by frequency (cycles/sample)."""
     spectrum = [f"psd_db_f{frequency:+.4f}" for frequency in psd_frequencies(psd_segment).tolist()]
-    return spectrum + ENVELOPE_NAMES + CUMULANT_NAMES
+    return spectrum + ENVELOPE_NAMES + CUMULANT_NAMES + (CYCLIC_NAMES if cyclic else [])
 
 
-def rf_features(signals: torch.Tensor, psd_segment: int = FEATURE_PSD_SEGMENT) -> torch.Tensor:
-    """Features of each window: signals [B, 2, T] (I, Q) -> float64 [B, psd_segment + 8].
+def rf_features(signals: torch.Tensor, psd_segment: int = FEATURE_PSD_SEGMENT, cyclic: bool = False) -> torch.Tensor:
+    """Features of each window: signals [B, 2, T] (I, Q) -> float64 [B, psd_segment + 8 (+ 4 if cyclic)].
 
     Columns as :func:`feature_names`: ``psd_segment`` log-PSD bins in dB (FFT order), then envelope
     mean, coefficient of variation, kurtosis and peak-to-average power ratio (dB), then the
-    cumulant ratios |C20|/C21, |C40|/C21^2, |C41|/C21^2 and C42/C21^2 (blind to carrier phase).
+    cumulant ratios |C20|/C21, |C40|/C21^2, |C41|/C21^2 and C42/C21^2 (blind to carrier phase),
+    then, if ``cyclic``, the :func:`cyclic_features`.
     """
     check_signals(signals, psd_segment)
     signals = signals.detach()
-    return torch.cat([log_psd(signals, psd_segment), envelope_statistics(signals),
-                      cumulant_features(signals)], dim=-1)
+    parts = [log_psd(signals, psd_segment), envelope_statistics(signals), cumulant_features(signals)]
+    return torch.cat(parts + ([cyclic_features(signals)] if cyclic else []), dim=-1)
 
 
 def check_signals(signals: torch.Tensor, psd_segment: int) -> None:
@@ -89,6 +96,29 @@ def cumulant_features(signals: torch.Tensor) -> torch.Tensor:
                         c42 / c21.pow(2)], dim=-1)
 
 
+def cyclic_features(signals: torch.Tensor) -> torch.Tensor:
+    """Line strengths in dB (:func:`src.dsp.line_strength_db`) of z^2, z^4, z^8 and |z|^2: [B, 4].
+
+    Blind to carrier offset and phase, which only move the lines of z^M and leave |z|^2 unchanged.
+    """
+    envelope_line = line_strength_db(envelope_spectrum(signals))
+    return torch.cat([power_line_strengths(signals, CYCLIC_ORDERS), envelope_line[:, None]], dim=-1)
+
+
+def envelope_spectrum(signals: torch.Tensor, pad: int = CARRIER_FFT_PAD) -> torch.Tensor:
+    """|FFT|^2 of the power |z|^2 less its mean, zero-padded to ``pad`` T: [B, 2, T] -> [B, pad T].
+
+    A linearly modulated signal's power has a line at its symbol rate (1/sps cycles/sample). Bins
+    within ENVELOPE_DC_GUARD / T of DC are zeroed, so that the envelope's slow variations do not
+    pass for it (a peak just beyond them then sees a slightly emptier neighbourhood).
+    """
+    power = as_complex(signals).to(torch.complex128).abs().pow(2)
+    length = power.shape[-1]
+    spectrum = torch.fft.fft(power - power.mean(dim=-1, keepdim=True), n=pad * length).abs().pow(2)
+    frequency = torch.fft.fftfreq(pad * length, dtype=torch.float64, device=spectrum.device)
+    return spectrum.masked_fill(frequency.abs() < ENVELOPE_DC_GUARD / length, 0.0)
+
+
 class FeatureStatistics:
     """Mean and Ledoit-Wolf shrunk covariance of training features; scores by Mahalanobis distance.
 
@@ -118,7 +148,7 @@ class FeatureStatistics:
         features = as_array(features, "features")
         if features.shape[1] != len(self.mean):
             raise UserError(f"features have {features.shape[1]} columns but the statistics were fitted on "
-                            f"{len(self.mean)}; compute both with the same psd_segment")
+                            f"{len(self.mean)}; compute both with the same psd_segment and cyclic setting")
         z = (features - self.mean) / self.std
         return np.einsum("nf,fg,ng->n", z, self.precision, z)
 
@@ -148,12 +178,14 @@ class FeatureDistance(torch.nn.Module):
 
     Its fitted statistics are buffers, so a run saves and reloads it like any model (a checkpoint of
     tensors, rebuilt from the ``network`` section of config.json by :func:`src.networks.build_model`).
+    ``cyclic`` adds the cyclic features; it defaults to False, the features of runs saved before them.
     """
 
-    def __init__(self, psd_segment: int = FEATURE_PSD_SEGMENT, n_features: int | None = None) -> None:
+    def __init__(self, psd_segment: int = FEATURE_PSD_SEGMENT, n_features: int | None = None,
+                 cyclic: bool = False) -> None:
         super().__init__()
-        self.psd_segment = psd_segment
-        n_features = n_features or len(feature_names(psd_segment))
+        self.psd_segment, self.cyclic = psd_segment, cyclic
+        n_features = n_features or len(feature_names(psd_segment, cyclic))
         self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("std", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("precision", torch.eye(n_features, dtype=torch.float64))
@@ -166,5 +198,5 @@ class FeatureDistance(torch.nn.Module):
         return self
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
-        z = (rf_features(signals, self.psd_segment).to(self.mean.device) - self.mean) / self.std
+        z = (rf_features(signals, self.psd_segment, self.cyclic).to(self.mean.device) - self.mean) / self.std
         return torch.einsum("nf,fg,ng->n", z, self.precision, z)

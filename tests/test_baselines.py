@@ -23,7 +23,7 @@ def feature_run(processed_module, tmp_path_factory):
 
 def test_feature_baseline_is_a_run_that_reconstruct_and_ood_detection_read(feature_run):
     runs, fitted = feature_run
-    assert "fitted 24 features on 24 training windows" in fitted  # 16 PSD bins + 4 envelope + 4 cumulant features
+    assert "fitted 28 features on 24 training windows" in fitted  # 16 PSD bins + 4 envelope + 4 cumulant features
     results = pd.read_csv(runs / "features" / "ood" / "results_Noise.csv")
     assert list(results["t"].unique()) == [0] and "feat" in results.columns and len(results) == 24
     detected = run_cli("ood_detection.py", f"--output_dir={runs}", "--model_name=features", "--report=0")

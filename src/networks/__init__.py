@@ -32,7 +32,7 @@ DEFAULTS = {
     "autoencoder": dict(channels=[32, 64], latent_channels=4, num_res_units=1),
     "vqvae": dict(channels=[32, 64], num_res_layers=2, embedding_dim=16, num_embeddings=256,
                   commitment_cost=0.25),
-    "features": dict(psd_segment=FEATURE_PSD_SEGMENT),
+    "features": dict(psd_segment=FEATURE_PSD_SEGMENT, cyclic=True),  # False in runs fitted before it
 }
 DENOISER_TYPES = (*UNET_PRESETS, "wavenet")
 MODEL_TYPES = (*DENOISER_TYPES, "autoencoder", "vqvae", "features")

@@ -26,18 +26,19 @@ log = logging.getLogger("rfood")
 
 @torch.no_grad()
 def window_features(model, dataset, batch_size: int) -> torch.Tensor:
-    """rf_features of every window of ``dataset``, [N, F]."""
-    rows = [rf_features(batch["signal"], model.psd_segment) for batch in make_loader(dataset, batch_size, False)]
+    """rf_features of every window of ``dataset`` as ``model`` computes them, [N, F]."""
+    rows = [rf_features(batch["signal"], model.psd_segment, model.cyclic)
+            for batch in make_loader(dataset, batch_size, False)]
     return torch.cat(rows)
 
 
 def fit_feature_baseline(args) -> None:
     """The whole of train_features.py: fit on the training windows, report the val distances, save."""
     started = time.perf_counter()
-    train_set, val_set = load_training_sets(args)
+    train_set, val_set, options = load_training_sets(args)
     network = network_config("features", psd_segment=args.psd_segment)
     config = {"kind": "features", "network": network,
-              "data": data_section(train_set, args.training_h5file, args.validation_h5file)}
+              "data": data_section(train_set, args.training_h5file, args.validation_h5file, options)}
     run, config = start_run(args, config, Dist())
     model = build_model(config["network"])
     model.fit(window_features(model, train_set, args.batch_size))
