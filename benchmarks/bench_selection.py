@@ -33,7 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import Draw, print_table, trained_model  # noqa: E402
+from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, family, front_end, model_label,  # noqa: E402
+                                       model_names, print_table, trained_model)
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import percentile_interval  # noqa: E402
@@ -47,15 +48,14 @@ DRAWS = {
               outs=["QPSK", "PSK8", "OFDM", "GMSK", "Chirp"]),
     "D": dict(seed=104, sps=8, rolloff=0.35, snr="10:20", cfo=0.01, inside="OFDM",
               outs=["QPSK", "QAM16", "Chirp", "FM", "QPSKcw"]),
+    "Q": dict(seed=105, sps=6, rolloff=0.3, snr="10:20", cfo=0.005, inside="QAM16",
+              outs=["QAM32", "QAM64", "APSK16", "PSK16", "PSK8"]),
 }
 SCORES = ["zmean", "zabs", "mahalanobis", "pooled"]
 METRIC_SETS = ["mse", "mse,env,lsd", "mse,mae,env,lsd", "env,lsd"]
 T_RANGES = {"all t": (0, 1000), "t <= 500": (0, 500), "t >= 300": (300, 1000)}
-MODELS = {"unet": "UNet plms skip 16", "unet_onestep": "UNet onestep skip 1",
-          "wavenet": "WaveNet plms skip 16", "wavenet_onestep": "WaveNet onestep skip 1",
-          "ldm": "LDM plms skip 16", "ldm_onestep": "LDM onestep skip 1",
-          "autoencoder": "autoencoder", "features": "features"}
-DIFFUSION = [model for model in MODELS if trained_model(model) in ("unet", "wavenet", "ldm")]
+MODELS = {model: model_label(model) for model in model_names(with_plms=True)}
+DIFFUSION = [model for model in MODELS if family(model) in DIFFUSION_FAMILIES]
 
 
 def candidates():
@@ -68,7 +68,7 @@ def evaluate(draws: list[Draw]) -> pd.DataFrame:
     rows = []
     for draw in draws:
         for model in MODELS:
-            ood = draw.runs / model / "ood"
+            ood = draw.runs / draw.actual(model) / "ood"
             if not (ood / "reconstruction.json").is_file():
                 continue  # not run on this draw
             options = dict(candidates()) if model in DIFFUSION else {"run default": ScoreOptions(None, None)}
@@ -105,7 +105,7 @@ def ranking(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def honest_row(draws: list[Draw], model: str) -> dict:
     """The README's selection row of one model (its default score): the mean AUROC averaged over the draws,
     with an interval from resampling frames in every draw; the worst family of any draw; cost per draw."""
-    done = [draw for draw in draws if (draw.runs / model / "ood" / "reconstruction.json").is_file()]
+    done = [draw for draw in draws if (draw.runs / draw.actual(model) / "ood" / "reconstruction.json").is_file()]
     summaries = [draw.summary(model, MODELS[model]) for draw in done]
     rows = pd.DataFrame([summary.row for summary in summaries])
     low, high = percentile_interval(np.mean([summary.mean_resamples for summary in summaries], axis=0))
@@ -115,36 +115,30 @@ def honest_row(draws: list[Draw], model: str) -> dict:
             "mean 95% interval": f"{low:.3f}-{high:.3f}",
             "worst": f"{worst['benchmark']} {worst['worst family']} {worst['worst AUROC']:.3f} "
                      f"({worst['worst 95% interval']})",
-            "calls/signal": rows["calls/signal"].iloc[0],
+            "worst AUROC": worst["worst AUROC"], "calls/signal": rows["calls/signal"].iloc[0],
             **{f"{key} per draw": None if np.isnan(value) else round(value) for key, value in seconds.items()},
             **{f"mean {name}": mean for name, mean in zip(rows["benchmark"], rows["mean AUROC"])}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work_dir", default="demo_out/selection")
-    parser.add_argument("--draws", default=",".join(DRAWS), help="which draws (default: all)")
-    parser.add_argument("--models", default=",".join(MODELS), help="which models to train and reconstruct (default: all)")
-    parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
-    args = parser.parse_args()
-    models = args.models.split(",")
-    for flag, names, known in (("--draws", args.draws.split(","), DRAWS), ("--models", models, MODELS)):
-        if unknown := [name for name in names if name not in known]:
-            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
-    draws = [Draw(Path(args.work_dir), name, DRAWS[name]) for name in args.draws.split(",")]
-    started = time.perf_counter()
-    if args.stage == "all":
-        for draw in draws:
-            print(f"draw {draw.name}: {draw.spec}", flush=True)
-            draw.make_data()
-            draw.train(sorted({trained_model(model) for model in models}))
-            draw.reconstruct(models)
+def front_end_ranking(honest: pd.DataFrame) -> pd.DataFrame:
+    """The front ends, best first: the mean AUROC (default score) averaged over draws and over the diffusion
+    families run on every draw with both, ties by the worst family."""
+    rows = honest[honest["model"].isin([MODELS[model] for model in DIFFUSION])].copy()
+    rows["front end"] = ["auto" if "carrier auto" in label else "off" for label in rows["model"]]
+    rows["family"] = [label.replace(", carrier auto", "") for label in rows["model"]]
+    rows = rows[rows["draws"].str.len() == rows["draws"].str.len().max()]
+    both = rows.groupby("family")["front end"].nunique()
+    rows = rows[rows["family"].isin(both[both == 2].index)]
+    table = rows.groupby("front end")[["mean AUROC", "worst AUROC"]].mean()
+    return table.sort_values(["mean AUROC", "worst AUROC"], ascending=False)
+
+
+def choose_score(draws: list[Draw], work_dir: Path) -> None:
+    """Every score candidate on every draw, and the one the rule chooses."""
     rows = evaluate(draws)
-    rows.to_csv(Path(args.work_dir) / "selection_rows.csv", index=False, float_format="%.4f")
+    rows.to_csv(work_dir / "selection_rows.csv", index=False, float_format="%.4f")
     table = summary(rows)
-    table.to_csv(Path(args.work_dir) / "selection.csv", float_format="%.4f")
-    pd.set_option("display.width", 200)
-    print(f"\ncommand: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
+    table.to_csv(work_dir / "selection.csv", float_format="%.4f")
     labels = [label for label in MODELS.values() if label in table.index.get_level_values("model")]
     for label in labels:
         print(f"\n{label}: the 8 best candidates (of {len(table.loc[label])})")
@@ -153,9 +147,47 @@ def main() -> None:
     print(f"\nthe candidates averaged over the diffusion runs on every draw ({', '.join(diffusion)}), the 5 best:")
     print(best.head(5).round(3).to_string())
     print(f"\nchosen (best mean AUROC over draws and diffusion runs, ties by the worst family): {best.index[0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work_dir", default="demo_out/selection")
+    parser.add_argument("--draws", default=",".join(DRAWS), help="which draws (default: all)")
+    parser.add_argument("--models", default=",".join(model_names()),
+                        help="which models to train and reconstruct (default: every family in one-step mode, front "
+                             "end off and auto)")
+    parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
+    parser.add_argument("--scores", type=int, choices=[0, 1], default=0,
+                        help="1: also score every candidate score on every run and print the rule's choice")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    for flag, names, known in (("--draws", args.draws.split(","), DRAWS), ("--models", models, MODELS)):
+        if unknown := [name for name in names if name not in known]:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    work_dir = Path(args.work_dir)
+    draws = [Draw(work_dir, name, DRAWS[name]) for name in args.draws.split(",")]
+    started = time.perf_counter()
+    if args.stage == "all":
+        for draw in draws:
+            print(f"draw {draw.name}: {draw.spec}", flush=True)
+            draw.make_data()
+            draw.train(sorted({trained_model(model) for model in models}))
+            draw.reconstruct(models)
+    pd.set_option("display.width", 200)
+    print(f"\ncommand: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
+    if args.scores:
+        choose_score(draws, work_dir)
     print("\nevery model with its default score (the README's selection rows; seconds per draw):")
-    honest = print_table([honest_row(draws, model) for model in MODELS if MODELS[model] in set(rows["model"])])
-    honest.to_csv(Path(args.work_dir) / "selection_honest.csv", index=False, float_format="%.4f")
+    present = [model for model in MODELS if any((draw.runs / draw.actual(model) / "ood" / "reconstruction.json")
+                                                .is_file() for draw in draws)]
+    honest = print_table([honest_row(draws, model) for model in present])
+    honest.to_csv(work_dir / "selection_honest.csv", index=False, float_format="%.4f")
+    if any(front_end(model) for model in present):
+        print("\nfront ends over the diffusion runs made with both on every draw (default score):")
+        ranked = front_end_ranking(honest)
+        print(ranked.round(3).to_string())
+        print(f"chosen: --carrier_recovery={ranked.index[0]}")
+
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,15 @@
 A :class:`Draw` is one call of the synthetic generator (seed and physics) with its in-distribution
 family and out families, in its own folder. Every step runs the toolkit's scripts as a user would
 and skips what is already done, so an interrupted benchmark continues where it stopped.
+
+Every set that is scored (val, in, each out family) holds FIRST_N = 256 windows from 32 frames:
+160 frames of 2048 samples per family, split by frame 50/25/25, so val and test hold 40 frames.
+
+Model names: a family (``unet``, ``wavenet``, ``ldm``, ``autoencoder``, ``features``), then ``_auto``
+for a run trained with ``--carrier_recovery=auto`` (the blind front end), then ``_onestep`` for the
+one-step reconstruction of that run (a copy of its folder). Where ``auto`` chooses no order on a
+draw (its in-family has no spectral line, e.g. OFDM), the ``_auto`` run would equal the plain one;
+it is not trained again, and its rows are the plain run's.
 """
 from __future__ import annotations
 
@@ -18,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_N = 64  # windows per val, in and out set (8 frames of 8 windows)
+FIRST_N = 256  # windows per val, in and out set (32 frames of 8 windows)
+N_FRAMES, FRAME_LENGTH, TRIM, SPLIT = 160, 2048, 256, 0.25  # 40 frames of 8 windows in val and in test
 N_BOOTSTRAP = 1000
 TRAINING = {  # model name -> (script, flags); the DDPMs and baselines with their defaults
     "unet": ("train_ddpm.py", ["--model_type=small"]),
@@ -38,6 +48,21 @@ ONESTEP = ["--inference_skip_factor=1", "--reconstruction_mode=onestep"]  # for 
 def trained_model(model: str) -> str:
     """The run a model name's checkpoint comes from: ``unet_onestep`` reconstructs the ``unet``."""
     return model.removesuffix("_onestep")
+
+
+def family(model: str) -> str:
+    """The model family of a name: ``unet_auto_onestep`` -> ``unet``."""
+    return trained_model(model).removesuffix("_auto")
+
+
+def front_end(model: str) -> list[str]:
+    """The training flags of a name's front end: ``--carrier_recovery=auto`` for ``*_auto``."""
+    return ["--carrier_recovery=auto"] if trained_model(model).endswith("_auto") else []
+
+
+def plain(model: str) -> str:
+    """The same model without the front end: ``unet_auto_onestep`` -> ``unet_onestep``."""
+    return model.replace("_auto", "")
 
 
 def run(*command: str) -> float:
@@ -74,35 +99,50 @@ class Draw:
             return
         spec = self.spec
         families = ",".join([spec["inside"], *spec["outs"]])
-        run("-m", "src.data.synthetic", f"--out={self.root / 'raw'}", "--n_frames=128", "--frame_length=2048",
-            f"--snr_db={spec['snr']}", f"--seed={spec['seed']}", f"--sps={spec['sps']}", f"--rolloff={spec['rolloff']}",
-            f"--cfo_max={spec['cfo']}", f"--families={families}")
+        run("-m", "src.data.synthetic", f"--out={self.root / 'raw'}", f"--n_frames={N_FRAMES}",
+            f"--frame_length={FRAME_LENGTH}", f"--snr_db={spec['snr']}", f"--seed={spec['seed']}", f"--sps={spec['sps']}",
+            f"--rolloff={spec['rolloff']}", f"--cfo_max={spec['cfo']}", f"--families={families}")
         run("src/data/signal_trim_and_unpack.py", f"--data_root={self.root / 'raw'}",
-            f"--new_data_root={self.root / 'processed'}", "--trim_length=256", "--val_split=0.2", "--test_split=0.2",
-            f"--seed={spec['seed']}")
+            f"--new_data_root={self.root / 'processed'}", f"--trim_length={TRIM}", f"--val_split={SPLIT}",
+            f"--test_split={SPLIT}", f"--seed={spec['seed']}")
+
+    def auto_order(self) -> int | None:
+        """The order ``--carrier_recovery=auto`` chose on this draw (from its features_auto run), None if unknown."""
+        config = self.runs / "features_auto" / "config.json"
+        return json.loads(config.read_text())["data"]["carrier_order"] if config.is_file() else None
+
+    def same_as_plain(self, model: str) -> bool:
+        """A ``*_auto`` model on a draw where auto chose no order: the plain run stands for it."""
+        return model != plain(model) and family(model) != "features" and self.auto_order() == 0
+
+    def actual(self, model: str) -> str:
+        """The run folder whose results are ``model``'s."""
+        return plain(model) if self.same_as_plain(model) else model
 
     def train(self, models: list[str]) -> None:
-        """Train each model (``ldm`` trains its VQ-VAE first); ``unet_onestep`` reuses the unet."""
+        """Train each model (``ldm`` trains its VQ-VAE first); ``unet_onestep`` reuses the unet. The
+        ``features_auto`` run goes first: it tells whether the draw's other ``_auto`` runs are needed."""
         inside = self.spec["inside"]
         common = [f"--output_dir={self.runs}", f"--training_h5file={self.file(inside, 'train')}",
                   f"--validation_h5file={self.file(inside, 'val')}", "--figures=0"]
-        for model in models:
-            if f"train {model}" in self.timings():  # recorded only when training finished
+        for model in sorted(models, key=lambda name: name != "features_auto"):
+            if f"train {model}" in self.timings() or self.same_as_plain(model):  # timed only when finished
                 continue
-            for folder in ("vqvae", model) if model == "ldm" else (model,):
+            vqvae = model.replace("ldm", "vqvae")
+            for folder in (vqvae, model) if family(model) == "ldm" else (model,):
                 if f"train {folder}" not in self.timings():  # an interrupted run: start it again
                     shutil.rmtree(self.runs / folder, ignore_errors=True)
-            if model == "ldm":
-                if "train vqvae" not in self.timings():
-                    self.timed("train vqvae", TRAINING["vqvae"][0], *common, "--model_name=vqvae",
-                               *TRAINING["vqvae"][1])
-                self.timed("train ldm", "train_ddpm.py", *common, "--model_name=ldm", "--model_type=small",
-                           f"--vqvae_checkpoint={self.runs / 'vqvae' / 'checkpoint.pth'}")
+            if family(model) == "ldm":
+                if f"train {vqvae}" not in self.timings():
+                    self.timed(f"train {vqvae}", TRAINING["vqvae"][0], *common, f"--model_name={vqvae}",
+                               *TRAINING["vqvae"][1], *front_end(model))
+                self.timed(f"train {model}", "train_ddpm.py", *common, f"--model_name={model}", "--model_type=small",
+                           f"--vqvae_checkpoint={self.runs / vqvae / 'checkpoint.pth'}", *front_end(model))
                 continue
-            script, flags = TRAINING[model]
+            script, flags = TRAINING[family(model)]
             self.timed(f"train {model}", script,
                        *[flag for flag in common if script != "train_features.py" or flag != "--figures=0"],
-                       f"--model_name={model}", *flags)
+                       f"--model_name={model}", *flags, *front_end(model))
 
     def reconstruct(self, models: list[str]) -> None:
         inside = self.spec["inside"]
@@ -110,11 +150,13 @@ class Draw:
                 "--out_ids=" + ",".join(self.file(family, "test") for family in self.spec["outs"]),
                 f"--first_n={FIRST_N}", f"--first_n_val={FIRST_N}", "--batch_size=64"]
         for model in models:
+            if self.same_as_plain(model):
+                continue
             if trained_model(model) != model:
                 self.copy_run(trained_model(model), model)
             if (self.runs / model / "ood" / f"results_{self.spec['outs'][-1]}.csv").is_file():
                 continue
-            flags = ONESTEP if trained_model(model) != model else RECONSTRUCTION[model]
+            flags = ONESTEP if trained_model(model) != model else RECONSTRUCTION[family(model)]
             self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
                        *sets, *flags)
 
@@ -128,10 +170,10 @@ class Draw:
 
     def summary(self, model: str, label: str) -> RunSummary:
         """The honest-table row of one of this draw's models."""
-        timings = self.timings()
+        timings, model = self.timings(), self.actual(model)
         train_seconds = timings.get(f"train {trained_model(model)}")
-        if trained_model(model) == "ldm" and train_seconds is not None:
-            train_seconds += timings.get("train vqvae", 0.0)
+        if family(model) == "ldm" and train_seconds is not None:
+            train_seconds += timings.get(f"train {trained_model(model).replace('ldm', 'vqvae')}", 0.0)
         return run_summary(self.runs, model, label, self.name, train_seconds, timings.get(f"reconstruct {model}"))
 
 
@@ -175,3 +217,29 @@ def print_table(rows: list[dict]) -> pd.DataFrame:
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.round(3).to_string(index=False))
     return table
+
+
+FAMILY_LABELS = {"unet": "DDPM UNet small", "wavenet": "DDPM WaveNet 12x32", "ldm": "LDM (VQ-VAE + UNet small)",
+                 "autoencoder": "autoencoder", "features": "features (no model)"}
+DIFFUSION_FAMILIES = ("unet", "wavenet", "ldm")
+
+
+def model_label(model: str) -> str:
+    """What a table calls a model name: ``unet_auto_onestep`` -> "DDPM UNet small, onestep skip 1, auto"."""
+    label = FAMILY_LABELS[family(model)]
+    if family(model) in DIFFUSION_FAMILIES:
+        label += ", onestep skip 1" if model.endswith("_onestep") else ", plms skip 16"
+    return label + (", carrier auto" if front_end(model) else "")
+
+
+def model_names(with_plms: bool = False) -> list[str]:
+    """Every model of the benchmarks, each without and with the front end; the diffusion models in one-step
+    mode (and PLMS at skip 16 too with ``with_plms``)."""
+    names = []
+    for name in (*DIFFUSION_FAMILIES, "autoencoder", "features"):
+        for carrier in ("", "_auto"):
+            if name in DIFFUSION_FAMILIES:
+                names += [f"{name}{carrier}_onestep"] + ([f"{name}{carrier}"] if with_plms else [])
+            else:
+                names.append(f"{name}{carrier}")
+    return names
