@@ -146,6 +146,21 @@ def test_pooled_averages_each_metric_over_t_separately():
     assert auroc(pooled(rng.lognormal(0, 0.3, size=(30, 4))), pooled(shifted)) > 0.9
 
 
+def test_bands_average_the_log_errors_of_each_metric_in_contiguous_t_bands():
+    """Two metrics of 20 start points each: 10 bands of two t per metric, the mean of the two logs."""
+    errors = np.exp(np.arange(40.0))[None, :]  # log error k at feature k
+    bands = fit_score("bands", np.exp(np.random.default_rng(6).normal(size=(50, 40))), groups=[0] * 20 + [1] * 20)
+    expected = [0.5 + 2 * band for band in range(10)] + [20.5 + 2 * band for band in range(10)]
+    np.testing.assert_allclose(bands.features(errors), [expected])
+    assert bands.model.location_.shape == (20,)
+
+
+def test_bands_with_one_band_per_t_is_mahalanobis():
+    rng = np.random.default_rng(7)
+    val, errors = rng.lognormal(size=(60, 10)), rng.lognormal(size=(5, 10))
+    np.testing.assert_allclose(fit_score("bands", val)(errors), fit_score("mahalanobis", val)(errors), rtol=1e-8)
+
+
 def table(values_by_t):
     return pd.DataFrame(values_by_t, index=[f"v:{i}" for i in range(len(next(iter(values_by_t.values()))))])
 

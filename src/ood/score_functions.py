@@ -17,6 +17,12 @@ number per signal, higher = more unusual. ``groups`` gives each feature's metric
   different t are nearly uncorrelated and their mean is far less noisy than any one t, while an
   out-of-distribution signal shifts most t the same way. The distance then flags a shift in either
   direction and in any metric. With one metric it is the two-sided zmean, (zmean / its val std)^2.
+- ``bands``: between the two: each metric's log errors averaged over t in N_BANDS contiguous bands of
+  start points (low, middle, high noise ...), then their Mahalanobis distance (Ledoit-Wolf). Four
+  metrics give 40 dimensions instead of mahalanobis's 4 x 99, so a covariance fitted on a few hundred
+  val windows is well determined (a rule of thumb: at least twice as many val windows as
+  dimensions, 80 here), while keeping how the error moves with the noise level, which ``pooled``
+  averages away.
 """
 from __future__ import annotations
 
@@ -72,12 +78,29 @@ class Pooled(Mahalanobis):
         return np.stack([z[:, groups == group].mean(axis=1) for group in np.unique(groups)], axis=1)
 
 
-SCORES = {"zmean": ZMean, "zabs": ZAbs, "mahalanobis": Mahalanobis, "pooled": Pooled}
+N_BANDS = 10  # t-bands of the ``bands`` score
+
+
+class Bands(Mahalanobis):
+    def fit(self, val: np.ndarray, groups: np.ndarray) -> Bands:
+        self.groups = np.asarray(groups)
+        return super().fit(val, groups)
+
+    def features(self, errors: np.ndarray) -> np.ndarray:
+        """Per metric (features in ascending t), the mean log error in each of N_BANDS contiguous bands."""
+        logs = super().features(errors)
+        return np.concatenate([np.stack([logs[:, band].mean(axis=1) for band in
+                                         np.array_split(np.flatnonzero(self.groups == group), N_BANDS) if len(band)],
+                                        axis=1) for group in np.unique(self.groups)], axis=1)
+
+
+SCORES = {"zmean": ZMean, "zabs": ZAbs, "mahalanobis": Mahalanobis, "pooled": Pooled, "bands": Bands}
 DESCRIPTIONS = {
     "zmean": "mean z over t (one-sided, the paper's)",
     "zabs": "mean |z| over t (two-sided)",
     "mahalanobis": "Mahalanobis distance of the log errors over t (Ledoit-Wolf covariance)",
     "pooled": "each metric's mean z over t, then their Mahalanobis distance (two-sided)",
+    "bands": f"each metric's mean log error in {N_BANDS} t-bands, then their Mahalanobis distance (Ledoit-Wolf)",
 }
 
 
