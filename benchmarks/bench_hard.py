@@ -12,7 +12,9 @@
 Every frame gets its own carrier offset, phase and SNR. Every model family is trained with its
 defaults, with the front end off and with ``--carrier_recovery=auto``, reconstructed in one-step
 mode (``--models`` may add PLMS: ``unet``, ``unet_auto``, ...), and scored with its default score;
-the table reports mean and worst-family AUROC (frame-bootstrap interval) and the cost.
+each reconstruction model is also fused with the feature baseline of the same front end
+(:mod:`src.ood.fusion`). The table reports mean and worst-family AUROC (frame-bootstrap interval)
+and the cost.
 
     python benchmarks/bench_hard.py                       # all three (hours on 2 cores); re-running continues
     python benchmarks/bench_hard.py --draws=hard --models=features,features_auto
@@ -27,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import Draw, model_label, model_names, print_table, trained_model  # noqa: E402
+from benchmarks.synthetic_runs import (Draw, fused_names, model_label, model_names, print_table,  # noqa: E402
+                                       trained_model)
 
 REPORTED = {
     "hard": dict(seed=201, sps=8, rolloff=0.35, snr="5:20", cfo=0.02, inside="QPSK",
@@ -61,8 +64,8 @@ def main() -> None:
             draw.make_data()
             draw.train(sorted({trained_model(model) for model in models}))
             draw.reconstruct(models)
-        rows += [draw.summary(model, model_label(model)).row for model in models
-                 if (draw.runs / draw.actual(model) / "ood" / "reconstruction.json").is_file()]
+        rows += [draw.summary(model, model_label(model)).row for model in models + fused_names(models)
+                 if draw.has(model)]
     print(f"command: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
     table = print_table(rows)
     table.to_csv(Path(args.work_dir) / "reported.csv", index=False, float_format="%.4f")

@@ -33,8 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, family, front_end, model_label,  # noqa: E402
-                                       model_names, print_table, trained_model)
+from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, family, front_end,  # noqa: E402
+                                       fused_names, model_label, model_names, print_table, trained_model)
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import percentile_interval  # noqa: E402
@@ -51,10 +51,11 @@ DRAWS = {
     "Q": dict(seed=105, sps=6, rolloff=0.3, snr="10:20", cfo=0.005, inside="QAM16",
               outs=["QAM32", "QAM64", "APSK16", "PSK16", "PSK8"]),
 }
-SCORES = ["zmean", "zabs", "mahalanobis", "pooled"]
+SCORES = ["zmean", "zabs", "mahalanobis", "pooled", "bands"]
 METRIC_SETS = ["mse", "mse,env,lsd", "mse,mae,env,lsd", "env,lsd"]
 T_RANGES = {"all t": (0, 1000), "t <= 500": (0, 500), "t >= 300": (300, 1000)}
 MODELS = {model: model_label(model) for model in model_names(with_plms=True)}
+FUSED_MODELS = {model: model_label(model) for model in fused_names(list(MODELS))}
 DIFFUSION = [model for model in MODELS if family(model) in DIFFUSION_FAMILIES]
 
 
@@ -105,13 +106,14 @@ def ranking(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def honest_row(draws: list[Draw], model: str) -> dict:
     """The README's selection row of one model (its default score): the mean AUROC averaged over the draws,
     with an interval from resampling frames in every draw; the worst family of any draw; cost per draw."""
-    done = [draw for draw in draws if (draw.runs / draw.actual(model) / "ood" / "reconstruction.json").is_file()]
-    summaries = [draw.summary(model, MODELS[model]) for draw in done]
+    done = [draw for draw in draws if draw.has(model)]
+    label = {**MODELS, **FUSED_MODELS}[model]
+    summaries = [draw.summary(model, label) for draw in done]
     rows = pd.DataFrame([summary.row for summary in summaries])
     low, high = percentile_interval(np.mean([summary.mean_resamples for summary in summaries], axis=0))
     worst = rows.loc[rows["worst AUROC"].idxmin()]
     seconds = rows[["train s", "reconstruct s"]].astype(float).mean()  # NaN when not timed
-    return {"model": MODELS[model], "draws": "".join(rows["benchmark"]), "mean AUROC": rows["mean AUROC"].mean(),
+    return {"model": label, "draws": "".join(rows["benchmark"]), "mean AUROC": rows["mean AUROC"].mean(),
             "mean 95% interval": f"{low:.3f}-{high:.3f}",
             "worst": f"{worst['benchmark']} {worst['worst family']} {worst['worst AUROC']:.3f} "
                      f"({worst['worst 95% interval']})",
@@ -178,8 +180,7 @@ def main() -> None:
     if args.scores:
         choose_score(draws, work_dir)
     print("\nevery model with its default score (the README's selection rows; seconds per draw):")
-    present = [model for model in MODELS if any((draw.runs / draw.actual(model) / "ood" / "reconstruction.json")
-                                                .is_file() for draw in draws)]
+    present = [model for model in [*MODELS, *FUSED_MODELS] if any(draw.has(model) for draw in draws)]
     honest = print_table([honest_row(draws, model) for model in present])
     honest.to_csv(work_dir / "selection_honest.csv", index=False, float_format="%.4f")
     if any(front_end(model) for model in present):

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from src.ood.detector import ScoreOptions
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_N = 256  # windows per val, in and out set (32 frames of 8 windows)
 N_FRAMES, FRAME_LENGTH, TRIM, SPLIT = 160, 2048, 256, 0.25  # 40 frames of 8 windows in val and in test
@@ -115,6 +117,11 @@ class Draw:
         """A ``*_auto`` model on a draw where auto chose no order: the plain run stands for it."""
         return model != plain(model) and family(model) != "features" and self.auto_order() == 0
 
+    def has(self, model: str) -> bool:
+        """Whether the model's run (every part of a fused one) has been reconstructed on this draw."""
+        parts = fused_parts(model) if model.startswith(FUSED) else [model]
+        return all((self.runs / self.actual(part) / "ood" / "reconstruction.json").is_file() for part in parts)
+
     def actual(self, model: str) -> str:
         """The run folder whose results are ``model``'s."""
         return plain(model) if self.same_as_plain(model) else model
@@ -169,7 +176,10 @@ class Draw:
                 shutil.copy(self.runs / source / name, folder / name)
 
     def summary(self, model: str, label: str) -> RunSummary:
-        """The honest-table row of one of this draw's models."""
+        """The honest-table row of one of this draw's models (``fused_<model>``: fused with the features)."""
+        if model.startswith(FUSED):
+            parts = [self.actual(part) for part in fused_parts(model)]
+            return fused_summary(self.runs, parts, label, self.name)
         timings, model = self.timings(), self.actual(model)
         train_seconds = timings.get(f"train {trained_model(model)}")
         if family(model) == "ldm" and train_seconds is not None:
@@ -189,26 +199,44 @@ def run_summary(runs: Path, model: str, label: str, benchmark: str, train_second
                 reconstruct_seconds: float | None = None) -> RunSummary:
     """One run scored once with its default score, as ood_detection.py scores it: mean and worst-family
     AUROC with frame-bootstrap intervals, and the cost."""
-    from src.ood.detection_stage import ood_scores
-    from src.ood.detector import ScoreOptions
-    from src.ood.evaluation import mean_auroc_bootstrap, metrics_table, percentile_interval
+    from src.ood.detection_stage import score_run
     from src.ood.ood_folder import OodFolder
-    settings = OodFolder(runs / model / "ood").load_settings(required=True)
-    options = ScoreOptions(None, None).for_run(settings)
-    inside, outs, units = ood_scores(runs / model / "ood", options)
+    run = score_run(OodFolder(runs / model / "ood"), ScoreOptions(None, None))
+    outs = {name: run.scores[name] for name in run.outs}
+    row = {"benchmark": benchmark, "model": label, "score": f"{run.options.score} on {','.join(run.options.metric)}",
+           "calls/signal": run.settings.get("model_evaluations_per_signal"),
+           "train s": None if train_seconds is None else round(train_seconds),
+           "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds)}
+    return summarise(run.scores["in"], outs, run.units, row)
+
+
+def fused_summary(runs: Path, models: list[str], label: str, benchmark: str) -> RunSummary:
+    """The fused detector of several runs of one draw (:mod:`src.ood.fusion`), each with its default score."""
+    from src.ood.detection_stage import score_run
+    from src.ood.fusion import View, fuse
+    from src.ood.ood_folder import OodFolder
+    scored = [score_run(OodFolder(runs / model / "ood"), ScoreOptions(None, None)) for model in models]
+    views = [View(model, run.detector.crossfit_val_scores(), {name: run.scores[name] for name in ("in", *run.outs)})
+             for model, run in zip(models, scored)]
+    fused = fuse(views)
+    row = {"benchmark": benchmark, "model": label, "score": "max z of " + " and ".join(models),
+           "calls/signal": sum(run.settings.get("model_evaluations_per_signal") or 0 for run in scored)}
+    return summarise(fused["in"], {name: fused[name] for name in scored[0].outs}, scored[0].units, row)
+
+
+def summarise(inside, outs: dict, units, row: dict) -> RunSummary:
+    """An honest-table row from in and out scores: mean and worst-family AUROC with frame-bootstrap intervals."""
+    from src.ood.evaluation import mean_auroc_bootstrap, metrics_table, percentile_interval
     table = metrics_table(inside, outs, N_BOOTSTRAP, 0, units)
     families = table.drop(index="mean")
     worst = families["AUROC"].idxmin()
     resamples = mean_auroc_bootstrap([(inside, outs)], units, N_BOOTSTRAP)[1][:, 0]
     low, high = percentile_interval(resamples)
-    row = {"benchmark": benchmark, "model": label, "score": f"{options.score} on {','.join(options.metric)}",
+    row = {"benchmark": row.pop("benchmark"), "model": row.pop("model"), "score": row.pop("score"),
            "mean AUROC": table.loc["mean", "AUROC"], "mean 95% interval": f"{low:.3f}-{high:.3f}",
            "worst family": worst, "worst AUROC": families.loc[worst, "AUROC"],
            "worst 95% interval": f"{families.loc[worst, 'AUROC_low']:.3f}-{families.loc[worst, 'AUROC_high']:.3f}",
-           "calls/signal": settings.get("model_evaluations_per_signal"),
-           "train s": None if train_seconds is None else round(train_seconds),
-           "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds),
-           **{f"AUROC {name}": value for name, value in families["AUROC"].items()}}
+           **row, **{f"AUROC {name}": value for name, value in families["AUROC"].items()}}
     return RunSummary(row, resamples)
 
 
@@ -224,12 +252,28 @@ FAMILY_LABELS = {"unet": "DDPM UNet small", "wavenet": "DDPM WaveNet 12x32", "ld
 DIFFUSION_FAMILIES = ("unet", "wavenet", "ldm")
 
 
+FUSED = "fused_"  # fused_<model>: that model's run fused with the feature baseline of the same front end
+
+
+def fused_parts(model: str) -> list[str]:
+    """The runs a fused model name combines: ``fused_unet_auto_onestep`` -> unet_auto_onestep, features_auto."""
+    base = model.removeprefix(FUSED)
+    return [base, "features_auto" if front_end(base) else "features"]
+
+
 def model_label(model: str) -> str:
     """What a table calls a model name: ``unet_auto_onestep`` -> "DDPM UNet small, onestep skip 1, auto"."""
+    if model.startswith(FUSED):
+        return "fused: " + model_label(model.removeprefix(FUSED)) + " + features"
     label = FAMILY_LABELS[family(model)]
     if family(model) in DIFFUSION_FAMILIES:
         label += ", onestep skip 1" if model.endswith("_onestep") else ", plms skip 16"
     return label + (", carrier auto" if front_end(model) else "")
+
+
+def fused_names(models: list[str]) -> list[str]:
+    """The fused detector of every diffusion model (and the autoencoder) among ``models``."""
+    return [FUSED + model for model in models if family(model) in (*DIFFUSION_FAMILIES, "autoencoder")]
 
 
 def model_names(with_plms: bool = False) -> list[str]:
