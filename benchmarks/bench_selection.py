@@ -112,7 +112,7 @@ def honest_row(draws: list[Draw], model: str) -> dict:
     rows = pd.DataFrame([summary.row for summary in summaries])
     low, high = percentile_interval(np.mean([summary.mean_resamples for summary in summaries], axis=0))
     worst = rows.loc[rows["worst AUROC"].idxmin()]
-    seconds = rows[["train s", "reconstruct s"]].astype(float).mean()  # NaN when not timed
+    seconds = rows.reindex(columns=["train s", "reconstruct s"]).astype(float).mean()  # NaN when not timed (fused)
     return {"model": label, "draws": "".join(rows["benchmark"]), "mean AUROC": rows["mean AUROC"].mean(),
             "mean 95% interval": f"{low:.3f}-{high:.3f}",
             "worst": f"{worst['benchmark']} {worst['worst family']} {worst['worst AUROC']:.3f} "

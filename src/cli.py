@@ -154,7 +154,7 @@ def run_main(main: Callable[[], None]) -> None:
         main()
     except UserError as err:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every process fails alike; one line is enough
-            print(f"error: {err}", file=sys.stderr)
+            print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # one line, whatever a path holds
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -70,14 +71,30 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}; train the model first or fix --output_dir/--model_name")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UserError(
-            f"refusing to load {path}: it holds Python objects, not only tensors and plain values "
-            "(loading it could run code); use a checkpoint written by this toolkit"
-        ) from err
-    except (OSError, RuntimeError, EOFError) as err:
-        raise UserError(f"checkpoint {path} is unreadable or truncated ({err}); use another checkpoint") from err
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns in several lines (e.g. "Detected pickle protocol") on junk
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt file fails anywhere in torch's readers (IndexError, KeyError, ...)
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+            raise UserError(
+                f"refusing to load {path}: it holds Python objects, not only tensors and plain values "
+                "(loading it could run code); use a checkpoint written by this toolkit"
+            ) from err
+        raise UserError(f"checkpoint {path} is unreadable, truncated or corrupt ({load_failure(err)}); use another "
+                        "checkpoint") from err
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not the dict of a checkpoint; "
+                        "use another checkpoint")
+    return state
+
+
+def load_failure(err: Exception) -> str:
+    """One line saying why torch.load failed: the weights-only unpickler's own reason, else the first line."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {line[:200]}" if line else type(err).__name__
 
 
 def make_dir(path: str | os.PathLike) -> Path:

@@ -4,17 +4,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import runpy
 import subprocess
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from scipy.stats import betabinom
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NET = ["--channels=8,16", "--attention_levels=0,1"]
@@ -50,6 +53,29 @@ def make_processed(tmp_path: Path) -> dict[str, Path]:
         noise = rng.standard_normal((24, 2, 48)) / np.sqrt(2)
         files[f"Noise_{split}"] = write_processed(tmp_path / f"Noise_raw_data_{split}.h5", noise, "Noise")
     return files
+
+
+def tone_windows(n: int, seed: int) -> np.ndarray:
+    """``n`` more windows [n, 2, 48] of :func:`make_processed`'s 'Tone': a unit tone at 0.3 rad/sample, each at a
+    random phase."""
+    phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, (n, 1))
+    samples = 0.3 * np.arange(48) + phase
+    return np.stack([np.cos(samples), np.sin(samples)], axis=1)
+
+
+def flag_count_bounds(n_val: int, m: int, fpr: float, level: float = 0.999) -> tuple[int, int]:
+    """The central ``level`` range of how many of ``m`` new in-distribution windows score above the threshold set
+    at the (1 - fpr) quantile of ``n_val`` val scores, all exchangeable (drawn alike).
+
+    np.quantile puts the threshold between the k-th and (k+1)-th smallest val score, k = floor((n - 1)(1 - fpr))
+    + 1. The chance p that a new window scores above the k-th smallest of n is Beta(n + 1 - k, k) (order
+    statistics of uniforms), so the count above it is beta-binomial(m, n + 1 - k, k); the count above the
+    threshold lies between that and the count above the (k+1)-th, beta-binomial(m, n - k, k + 1). Both the
+    threshold's spread (n) and the new windows' (m) are in it; a plain binomial(m, fpr) would leave out the first.
+    """
+    k = math.floor((n_val - 1) * (1 - fpr)) + 1
+    low = betabinom.ppf((1 - level) / 2, m, n_val - k, k + 1)
+    return int(low), int(betabinom.ppf((1 + level) / 2, m, n_val + 1 - k, k))
 
 
 FAMILY_LEARNING_RATE = 3e-4
@@ -110,7 +136,9 @@ def run_inline(*args: str) -> subprocess.CompletedProcess:
             try:
                 if args[0] == "-m":
                     sys.argv = [args[1], *args[2:]]
-                    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+                    with warnings.catch_warnings():  # runpy's note that an earlier test imported the module
+                        warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
+                        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
                 else:
                     sys.argv = list(args)
                     runpy.run_path(str(ROOT / args[0]), run_name="__main__")

@@ -1,17 +1,23 @@
 """Every row of the bad-input table in docs/troubleshooting.md, through the real command lines.
 
 Each case writes one bad input, runs the script's command line (in this process, through the same
-``__main__`` entry and error boundary, to spare an interpreter start per case; tests/test_cli.py and
-others run such cases as real subprocesses) and checks the table's promise:
+``__main__`` entry and error boundary, to spare an interpreter start per case; one bad input per script
+also runs in a new interpreter, below, where a warning printed at import would show) and checks the
+table's promise:
 exit code 2, exactly one line on stderr starting with ``error:``, no traceback, the message names
 the input (file or flag) and, where the table says so, what to do. Cases that touch a run work on
 a copy of one tiny trained and reconstructed run; the files it already holds (config.json,
-checkpoints, results) must be byte-identical afterwards.
+checkpoints, results) must be byte-identical afterwards. Every row of the table has a case (the ids
+start with the row's key, :data:`ROW_KEYS`), checked against the table itself.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +28,7 @@ import pytest
 import sigmf
 import torch
 
-from conftest import TINY_NET, run_cli, run_inline, write_processed
+from conftest import ROOT, TINY_NET, run_cli, run_inline, write_processed
 
 FRAME, TRIM = 64, 32  # raw frames and windows of the prep cases
 TRAIN_FLAGS = (*TINY_NET, "--quick_test=1", "--n_epochs=1", "--batch_size=4", "--figures=0")
@@ -123,6 +129,11 @@ class Case:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, array, allow_pickle=True)
         return path
+
+    def synthetic(self, *flags: str) -> list[str]:
+        out = self.tmp / "generated"
+        self.absent.append(out)
+        return ["-m", "src.data.synthetic", f"--out={out}", "--n_frames=4", "--frame_length=64", *flags]
 
     def processed(self, name: str, signals: np.ndarray) -> Path:
         return write_processed(self.tmp / f"{name}_raw_data_train.h5", signals, name)
@@ -317,6 +328,21 @@ def _(c):
         "--beta_end=0.03 (config: 0.0195) clash with", "config.json", "use another --model_name"]
 
 
+# a --carrier_recovery that contradicts the run's (reconstruct.py, score.py), or any with images
+@case("carrier_recovery_contradicts_the_run-reconstruct", "reconstruct")
+@case("carrier_recovery_contradicts_the_run-score", "score")
+def _(c, script):
+    command = c.reconstruct("--carrier_recovery=power4") if script == "reconstruct" else \
+        c.score(flags=("--carrier_recovery=power4",))
+    return command, ["--carrier_recovery=power4: the run was trained with --carrier_recovery=off", "drop the flag"]
+
+
+@case("carrier_recovery_with_images-train")
+def _(c):
+    return c.train("--spatial_dimension=2", "--carrier_recovery=power4", training=c.tmp / "Img_train.csv"), [
+        "--carrier_recovery=power4 applies to RF signals only, not to --spatial_dimension=2", "drop the flag"]
+
+
 # `--beta_start` above `--beta_end`, or either outside (0, 1): the noise schedule is refused
 @case("beta_start_above_beta_end-train", "--beta_start=0.03", "--beta_end=0.01")
 @case("beta_end_not_below_1-train", "--beta_end=1.5")
@@ -328,6 +354,14 @@ def _(c, *flags):
 @case("beta_start_above_beta_end-reconstruct")
 def _(c):
     return c.reconstruct("--beta_start=0.03", "--beta_end=0.01"), ["--beta_start", "--beta_end", "noise schedule"]
+
+
+@case("snr_shift_0-train", "train", "--snr_shift=0", "--snr_shift=0.0")
+@case("b_scale_negative-train", "train", "--b_scale=-1", "--b_scale=-1.0")
+@case("snr_shift_negative-reconstruct", "reconstruct", "--snr_shift=-2", "--snr_shift=-2.0")
+@case("b_scale_0-reconstruct", "reconstruct", "--b_scale=0", "--b_scale=0.0")
+def _(c, script, flag, shown):
+    return getattr(c, script)(flag), [f"{shown} makes no noise schedule", "it must be positive"]
 
 
 # a checkpoint of another model type or shape
@@ -351,6 +385,16 @@ def _(c, key, value):
 def _(c):
     torch.save({"model": Payload()}, c.run / "checkpoint.pth")
     return c.reconstruct(), ["refusing to load", "checkpoint.pth", "holds Python objects"]
+
+
+# a truncated or corrupt checkpoint (tests/test_fuzz.py tries many more)
+@case("checkpoint_truncated-reconstruct", 0.5)
+@case("checkpoint_of_random_bytes-reconstruct", None)
+def _(c, keep):
+    path = c.run / "checkpoint.pth"
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)] if keep else np.random.default_rng(0).bytes(2000))
+    return c.reconstruct(), ["checkpoint.pth is unreadable, truncated or corrupt", "use another checkpoint"]
 
 
 # --vqvae_checkpoint without vqvae_config.json beside it
@@ -560,11 +604,42 @@ def _(c):
     return c.score(c.npy(samples)), ["X.npy: the window at sample 192 is all zeros", "--normalize none"]
 
 
-# a raw h5 whose snr_db is not one value per frame
+# a raw h5 whose snr_db is not one finite value per frame
 @case("snr_db_not_one_per_frame-prep")
 def _(c):
     c.raw_h5(dataset=frames(), snr_db=np.zeros(3, np.float32))
     return c.prep(), ["X_raw_data.h5", "'snr_db' has shape (3,)", "one finite SNR in dB per frame [5]"]
+
+
+@case("snr_db_not_finite-prep")
+def _(c):
+    c.raw_h5(dataset=frames(), snr_db=np.array([10, 12, np.nan, 8, 9], np.float32))
+    return c.prep(), ["X_raw_data.h5", "'snr_db' has shape (5,) (or non-finite values)", "fix or delete it"]
+
+
+# the generator's --snr_db NaN, or a range that is not finite or runs backwards
+@case("synthetic_snr_db_nan-synthetic", "--snr_db=nan", "argument --snr_db: must be a number of dB, got nan")
+@case("synthetic_snr_db_range_not_finite-synthetic", "--snr_db=0:nan",
+      "argument --snr_db: range LO:HI needs finite LO <= HI, got 0:nan")
+@case("synthetic_snr_db_range_reversed-synthetic", "--snr_db=20:5",
+      "argument --snr_db: range LO:HI needs finite LO <= HI, got 20:5")
+def _(c, flag, message):
+    return c.synthetic(flag), [message]
+
+
+# score.py on a run whose val results come from one frame: cross-fitting holds out whole frames
+@case("one_val_frame-score")
+def _(c):
+    signals = np.random.default_rng(0).standard_normal((4, 2, 48))
+    one = write_processed(c.tmp / "One_raw_data_val.h5", signals, "One")
+    with h5py.File(one, "a") as handle:
+        handle["frame_index"] = np.zeros(len(signals), np.int64)  # every window cut from frame 0
+    reconstructed = run_inline("reconstruct.py", f"--output_dir={c.runs}", "--model_name=m", "--overwrite=1",
+                               f"--validation_h5file={one}", "--run_in=0", "--run_out=0", "--first_n_val=2",
+                               "--inference_skip_factor=40")
+    assert reconstructed.returncode == 0, reconstructed.stderr
+    return c.score(), ["cross-fitting the threshold needs val windows from at least two frames",
+                       "2 window(s) of 1 frame", "--first_n_val"]
 
 
 # ---------------------------------------------------------------------------------------------- the test
@@ -586,3 +661,119 @@ def test_bad_input_gives_one_error_line_and_exit_code_2(build, args, processed_m
     for path in c.absent:
         assert not path.exists(), f"{path} was written"
 
+
+
+# ---------------------------------------------------------------------------------------------- every row has a case
+
+TABLE = ROOT / "docs" / "troubleshooting.md"
+ROW_KEYS = {  # each row of the bad-input table (its first cell) -> the case id prefixes of its clauses
+    "a missing or unreadable file": ("missing_file", "unreadable_file"),
+    "an h5 file without `dataset`": ("no_dataset",),
+    "raw data that is real-valued or not [frames, samples]": ("raw_real_valued", "raw_rank3"),
+    "processed data that is not [N, 2, L]": ("processed_not_N_2_L",),
+    "NaN or Inf in a signal": ("nan_frame", "inf_window"),
+    "an empty dataset": ("empty_dataset",),
+    "`--trim_length` longer than the frames": ("trim_length_too_long",),
+    "`--num_samples` larger than the windows available, or below the number of splits": (
+        "num_samples_too_large", "num_samples_below_splits"),
+    "`--val_split` outside (0, 1), `--test_split` outside [0, 1)": ("val_split", "test_split"),
+    "`--first_n`, `--batch_size` <= 0": ("first_n", "batch_size"),
+    "`--inference_skip_factor` <= 0 or >= the number of steps": ("skip_factor_0", "skip_factor_100"),
+    "an out file that is also the in (or val) file": ("out_is_in", "out_is_val"),
+    "an unknown `--model_type`": ("unknown_model_type",),
+    "`--beta_start` above `--beta_end`, either outside (0, 1), or `--snr_shift`/`--b_scale` <= 0, at any stage": (
+        "beta_start_above_beta_end", "beta_end_not_below_1", "beta_start_not_above_0", "snr_shift", "b_scale"),
+    "a flag that contradicts the run's `config.json`": ("flag_contradicts_config",),
+    "a `--carrier_recovery` that contradicts the run's (reconstruct.py, score.py), or any with images": (
+        "carrier_recovery_contradicts_the_run", "carrier_recovery_with_images"),
+    "a checkpoint of another model type or shape": ("checkpoint_of_another_shape", "checkpoint_of_another_type"),
+    "a checkpoint holding Python objects (a pickle that could run code)": ("checkpoint_with_python_objects",),
+    "a truncated or corrupt checkpoint (whatever its bytes)": ("checkpoint_truncated", "checkpoint_of_random_bytes"),
+    "`--vqvae_checkpoint` without `vqvae_config.json` beside it": ("vqvae_checkpoint_without_config",),
+    "a run folder without `config.json` (or a VQ-VAE run given to reconstruct)": ("run_without_config", "vqvae_run"),
+    "an ood folder without val (or in, or out) results": ("no_val_results", "no_in_results", "no_out_results"),
+    "results files missing columns or rows": ("results_missing_a_column", "results_missing_rows",
+                                              "results_without_rows"),
+    "earlier results made with other reconstruction settings": ("other_reconstruction_settings",),
+    "an output folder that cannot be written": ("output_dir_is_a_file",),
+    "a real-valued, multi-channel, truncated or checksum-failing SigMF recording; a real or object `.npy`": (
+        "sigmf_real_valued", "sigmf_multi_channel", "sigmf_truncated", "sigmf_checksum_fails", "npy_real",
+        "npy_object"),
+    "a recording shorter than one `--frame_length`": ("sigmf_shorter_than_a_frame", "npy_shorter_than_a_frame"),
+    "an unknown `--score` or `--metric`": ("unknown_score", "unknown_metric"),
+    "results written before a metric existed": ("results_without_a_metric",),
+    "NaN or infinite val errors (diverged reconstructions)": ("infinite_val_errors",),
+    "`score.py` on a run without `reconstruction.json`, or an input whose windows are not the run's length": (
+        "no_reconstruction_json", "input_of_another_length"),
+    "`score.py` on a run whose val results come from one frame": ("one_val_frame",),
+    "`score.py --hop` <= 0, or `--hop` with a processed h5": ("hop_0", "hop_negative", "hop_with_processed_h5"),
+    "`score.py --units=hz` on a recording without a sample rate, or a `--sample_rate` that contradicts the "
+    "recording's": ("units_hz_without_sample_rate", "sample_rate_against_the_recording"),
+    "`score.py` on a raw recording with an all-zero window (under `--normalize rms`)": ("all_zero_window",),
+    "a raw h5 whose `snr_db` is not one finite value per frame": ("snr_db_not_one_per_frame", "snr_db_not_finite"),
+    "`-m src.data.synthetic --snr_db` NaN, or a range LO:HI that is not finite or runs backwards": (
+        "synthetic_snr_db_nan", "synthetic_snr_db_range_not_finite", "synthetic_snr_db_range_reversed"),
+    "a non-finite training loss": ("non_finite_loss",),
+}
+
+
+def table_rows() -> list[str]:
+    """The first cell of every row of the table under ``| input | what you see |``."""
+    lines = TABLE.read_text().splitlines()
+    start = lines.index("| input | what you see |") + 2  # past the header and its |---|---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip())
+    return rows
+
+
+def test_every_row_of_the_table_has_a_case_and_every_case_a_row():
+    rows = table_rows()
+    assert len(rows) == len(set(rows)) >= 35, rows
+    assert sorted(rows) == sorted(ROW_KEYS), set(rows) ^ set(ROW_KEYS)  # a new or reworded row needs its keys
+    ids = [param.id for param in CASES]
+    for row, keys in ROW_KEYS.items():
+        for key in keys:
+            assert any(case_id.startswith(key) for case_id in ids), f"no case {key}* for the row {row!r}"
+    for case_id in ids:
+        owners = [row for row, keys in ROW_KEYS.items() if case_id.startswith(keys)]
+        assert len(owners) == 1, (case_id, owners)
+
+
+# ---------------------------------------------------------------------------------------------- fresh interpreters
+
+def fresh(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_every_script_gives_one_line_in_a_fresh_interpreter(tmp_path):
+    """One bad input per script in a new interpreter, so what importing prints (a library's warning) would show:
+    the in-process cases above cannot see it. Three at a time, as each mostly waits on imports."""
+    missing = tmp_path / "missing_raw_data_train.h5"
+    train = [f"--output_dir={tmp_path / 'runs'}", "--model_name=m", f"--training_h5file={missing}",
+             f"--validation_h5file={missing}"]
+    run = [f"--output_dir={tmp_path / 'runs'}", "--model_name=none"]
+    commands = {
+        "train_ddpm.py": (["train_ddpm.py", *train], "signal file not found"),
+        "train_autoencoder.py": (["train_autoencoder.py", *train, "--n_epochs=0"], "argument --n_epochs"),
+        "train_vqvae.py": (["train_vqvae.py", *train], "signal file not found"),
+        "train_features.py": (["train_features.py", *train], "signal file not found"),
+        "reconstruct.py": (["reconstruct.py", *run, f"--validation_h5file={missing}"], "no config.json in"),
+        "ood_detection.py": (["ood_detection.py", *run], "has no results_val.csv"),
+        "score.py": (["score.py", *run, f"--input={missing}"], "no config.json in"),
+        "signal_trim_and_unpack.py": (["src/data/signal_trim_and_unpack.py", f"--data_root={tmp_path / 'none'}",
+                                       f"--new_data_root={tmp_path / 'out'}"], "is not a folder"),
+        "src.data.synthetic": (["-m", "src.data.synthetic", f"--out={tmp_path / 'raw'}", "--snr_db=nan"],
+                               "argument --snr_db: must be a number of dB, got nan"),
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(zip(commands, pool.map(fresh, [argv for argv, _ in commands.values()])))
+    for script, result in results.items():
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2, (script, result.returncode, result.stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error:"), (script, result.stderr[-2000:])
+        assert commands[script][1] in lines[0], (script, lines[0])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "raw").exists() and not (tmp_path / "out").exists()

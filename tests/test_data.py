@@ -314,7 +314,7 @@ def test_cli_bad_input_gives_one_error_line(tmp_path, case):
         write_h5(root / "X_raw_data.h5", dataset=complex_frames)
     result = run_cli("src/data/signal_trim_and_unpack.py", f"--data_root={root}", "--trim_length=100",
                      f"--new_data_root={tmp_path / 'out'}")
-    assert result.returncode != 0
+    assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "Traceback" not in result.stderr + result.stdout

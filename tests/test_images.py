@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ from src.data import synthetic_images
 from src.data.images import ImageDataset, read_split_csv, split_name
 from src.data.synthetic_images import write_digits, write_volumes
 from src.errors import UserError
-from src.networks.monai_nets import (IMAGE_MODEL_TYPES, build_image_model, crop_spatial, image_network_config,
-                                     pad_to_multiple)
+from src.io import load_json, save_json
+from src.networks.monai_nets import (DENOISER_TYPES, IMAGE_MODEL_TYPES, build_image_model, crop_spatial,
+                                     image_network_config, pad_to_multiple)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,18 +336,42 @@ def test_autoencoder_keeps_shape(spatial_dims):
 
 
 @pytest.mark.parametrize("model_type", IMAGE_MODEL_TYPES)
-def test_config_json_round_trip_rebuilds_same_network(model_type):
+def test_config_json_round_trip_rebuilds_same_network(model_type, tmp_path):
+    """A network rebuilt from its config as written to and read from config.json takes the first one's weights
+    (every name and shape, strictly) and computes the same output from them."""
     config = image_network_config(model_type, 2, in_channels=1)
-    reloaded = json.loads(json.dumps(config))
-    assert reloaded == config
-    count = sum(p.numel() for p in build_image_model(config).parameters())
-    assert sum(p.numel() for p in build_image_model(reloaded).parameters()) == count
+    save_json(config, tmp_path / "config.json")
+    reloaded = load_json(tmp_path / "config.json")
+    torch.manual_seed(0)
+    first = build_image_model(config).eval()
+    torch.manual_seed(1)
+    again = build_image_model(reloaded).eval()
+    again.load_state_dict(first.state_dict(), strict=True)
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        if model_type in DENOISER_TYPES:
+            outputs = first(x, torch.tensor([5])), again(x, torch.tensor([5]))
+        else:
+            outputs = first(x)[0], again(x)[0]
+    assert torch.equal(*outputs)
 
 
-@pytest.mark.parametrize("model_type, expected", [("small", 686_769), ("medium", 2_785_249), ("big", 17_709_953)])
-def test_unet_preset_sizes_as_documented(model_type, expected):
-    model = build_image_model(image_network_config(model_type, 2, in_channels=1))
-    assert sum(p.numel() for p in model.parameters()) == expected
+def documented_sizes() -> dict[tuple[str, int], int]:
+    """The UNet presets' parameter counts docs/usage.md states in its images section: (preset, 2 or 3) -> count."""
+    text = (REPO_ROOT / "docs" / "usage.md").read_text()
+    section = text[text.index("## Images and volumes"):text.index("### The image and volume demos")]
+    found = re.findall(r"`(small|medium|big)` ([\d,]+) / ([\d,]+)", " ".join(section.split()))
+    return {(name, dims): int(count.replace(",", "")) for name, *counts in found
+            for dims, count in zip((2, 3), counts)}
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("model_type", DENOISER_TYPES)
+def test_unet_preset_sizes_as_documented(model_type, spatial_dims):
+    documented = documented_sizes()
+    assert len(documented) == 2 * len(DENOISER_TYPES), documented
+    model = build_image_model(image_network_config(model_type, spatial_dims, in_channels=1))
+    assert sum(p.numel() for p in model.parameters()) == documented[model_type, spatial_dims]
 
 
 def test_channel_override_stays_consistent():

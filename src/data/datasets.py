@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.dsp import recover_carrier
-from src.errors import UserError
+from src.errors import CORRUPT_FILE_ERRORS, UserError
 
 
 def display_name(path: str | Path) -> str:
@@ -82,7 +82,7 @@ class SignalDataset(Dataset):
             raise UserError(f"signal file not found: {self.path}")
         try:
             with h5py.File(self.path, "r") as handle:
-                if "dataset" not in handle:
+                if "dataset" not in handle or not isinstance(handle["dataset"], h5py.Dataset):
                     raise UserError(f"{self.path} has no `dataset` entry; is it a processed signal file?")
                 data = handle["dataset"]
                 _check_processed(self.path, data)
@@ -92,7 +92,7 @@ class SignalDataset(Dataset):
                 self._cache = np.asarray(data[: self.length], dtype=np.float32) if cache else None
                 frames = read_frame_index(handle, self.length)
                 self.snr_db = read_snr_db(self.path, handle, self.length)  # None where the file records no SNR
-        except OSError as err:
+        except CORRUPT_FILE_ERRORS as err:
             raise UserError(f"cannot read {self.path} as HDF5 ({err}); check the path") from err
         if self._cache is not None:
             _check_finite(self.path, self._cache)

@@ -53,8 +53,12 @@ def _read_rows(path: Path) -> list[list[str]]:
     """The CSV's non-empty rows, cells stripped, empty cells dropped."""
     if not path.is_file():
         raise UserError(f"split file not found: {path}; check the CSV path (data_splits/<Name>_<split>.csv)")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [[cell.strip() for cell in row if cell.strip()] for row in csv.reader(handle)]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [[cell.strip() for cell in row if cell.strip()] for row in csv.reader(handle)]
+    except (OSError, ValueError, csv.Error) as err:  # ValueError: not UTF-8 text
+        raise UserError(f"cannot read split file {path} as UTF-8 CSV text ({err}); write one image path per row, "
+                        "or one line of comma-separated paths") from err
     return [row for row in rows if row]
 
 
@@ -111,8 +115,12 @@ def read_split_csv(path: str | Path) -> list[Path]:
     entries = _listed_paths(path, rows) if rows else []
     if not entries:
         raise UserError(f"split file {path} lists no images; write at least one image path into it")
-    images = [_resolve(entry, path.parent) for entry in entries]
-    _check_exist(path, images)
+    try:
+        images = [_resolve(entry, path.parent) for entry in entries]
+        _check_exist(path, images)
+    except (OSError, ValueError, RuntimeError) as err:  # a path the OS refuses (too long, NUL, ~unknown_user)
+        raise UserError(f"{path} lists a path that cannot be looked up ({err}); fix the paths in the split "
+                        "file") from err
     return images
 
 

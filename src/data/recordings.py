@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from src.data.datasets import display_name
-from src.errors import UserError
+from src.errors import CORRUPT_FILE_ERRORS, UserError
 
 RAW_SUFFIX = "_raw_data.h5"
 SIGMF_META_SUFFIX = ".sigmf-meta"
@@ -125,7 +125,7 @@ def read_raw(path: Path) -> tuple[np.ndarray, bytes]:
             frames = file["dataset"][()]
             sig_type = decode_sig_type(file["sig_type"][()], display_name(path)) if "sig_type" in file \
                 else display_name(path).encode()
-    except OSError as err:
+    except CORRUPT_FILE_ERRORS as err:
         raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
     check_frames(path, frames)
     return frames, sig_type
@@ -151,9 +151,12 @@ def read_frame_snrs(path: Path, n_frames: int) -> np.ndarray | None:
     """
     if not path.name.endswith(RAW_SUFFIX):
         return None
-    with h5py.File(path, "r") as file:
-        entry = file.get("snr_db")
-        snrs = None if entry is None else np.asarray(entry[()], dtype=np.float64)
+    try:
+        with h5py.File(path, "r") as file:
+            entry = file.get("snr_db")
+            snrs = None if entry is None else np.asarray(entry[()], dtype=np.float64)
+    except CORRUPT_FILE_ERRORS as err:
+        raise UserError(f"cannot read 'snr_db' of {path} ({err}); fix or delete it") from err
     if snrs is not None and (snrs.shape != (n_frames,) or not np.isfinite(snrs).all()):
         raise UserError(f"{path}: 'snr_db' has shape {snrs.shape} (or non-finite values), expected one finite SNR in "
                         f"dB per frame [{n_frames}]; fix or delete it")
@@ -188,7 +191,7 @@ def open_sigmf(path: Path):
             if not data_path.is_file() and "core:dataset" not in metadata["global"]:
                 raise UserError(f"{path}: its dataset {data_path.name} is missing; put it beside the metadata file")
             recording = sigmffile.fromfile(path)
-    except (error.SigMFError, OSError, ValueError, KeyError, AttributeError, UserWarning) as err:
+    except (error.SigMFError, *CORRUPT_FILE_ERRORS, AttributeError, ArithmeticError, UserWarning) as err:
         raise UserError(f"cannot read {path} as a SigMF recording ({err}); fix or re-export it") from err
     channels = recording.get_global_field("core:num_channels", 1)
     if channels != 1:

@@ -31,7 +31,7 @@ import numpy as np
 
 from src.data.recordings import (ACCEPTED_KINDS, NPY_SUFFIX, RAW_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort,
                                  npy_as_complex, open_sigmf)
-from src.errors import UserError
+from src.errors import CORRUPT_FILE_ERRORS, UserError
 
 log = logging.getLogger("rfood")
 DEFAULT_CHUNK_WINDOWS = 256  # windows per chunk: 256 windows of 1024 samples are 2 MiB of complex64
@@ -200,9 +200,12 @@ def open_sigmf_recording(path: Path) -> Recording:
     def reader(start: int, count: int) -> np.ndarray:
         return sigmf_file.read_samples(start_index=start, count=count)
 
+    try:
+        sample_rate = optional_float(sigmf_file.get_global_field("core:sample_rate"))
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{path}: core:sample_rate is not a number ({err}); fix or re-export it") from err
     return Recording(path=path, n_samples=int(sigmf_file.sample_count), frame_length=None,
-                     sample_rate=optional_float(sigmf_file.get_global_field("core:sample_rate")),
-                     start_time=sigmf_start_time(path, sigmf_file), reader=reader)
+                     sample_rate=sample_rate, start_time=sigmf_start_time(path, sigmf_file), reader=reader)
 
 
 def optional_float(value: object) -> float | None:
@@ -282,6 +285,9 @@ def open_h5_recording(path: Path) -> Recording:
     except UserError:
         file.close()
         raise
+    except CORRUPT_FILE_ERRORS as err:
+        file.close()
+        raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
     return Recording(path=path, n_samples=int(dataset.shape[0] * dataset.shape[1]), frame_length=dataset.shape[1],
                      sample_rate=None, start_time=None,
                      reader=lambda start, count: read_flat(dataset, start, count), closer=file.close)

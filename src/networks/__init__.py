@@ -95,9 +95,10 @@ def load_weights(model: nn.Module, state: dict, source, key: str = "model") -> N
     they do not fit."""
     try:
         model.load_state_dict(state[key])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{source} does not fit the network in its run's config "
-                        f"({str(err).splitlines()[0]}); use a checkpoint of this run") from err
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:  # the last three: corrupt entries
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{source} does not fit the network in its run's config ({reason}); "
+                        "use a checkpoint of this run") from err
 
 
 def load_trained(network: dict, checkpoint: str | Path, device: torch.device) -> nn.Module:

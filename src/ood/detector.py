@@ -125,6 +125,10 @@ class Detector:
         units = (self.val_units.reindex(self.val_features.index).to_numpy() if self.val_units is not None
                  else self.val_features.index.to_numpy())
         names, unit_of = np.unique(units.astype(str), return_inverse=True)
+        if len(names) < 2:  # each fold is fitted on the other folds' frames: one frame leaves none to fit on
+            raise UserError(f"cross-fitting the threshold needs val windows from at least two frames, but the val "
+                            f"results hold {len(units)} window(s) of {len(names)} frame; reconstruct more val windows "
+                            "(a larger --first_n_val) or use a validation file with more frames")
         fold_of = (np.random.default_rng(seed).permutation(len(names)) % min(folds, len(names)))[unit_of]
         values = np.empty(len(self.val_features))
         groups = metric_groups(self.val_features, self.metrics)
