@@ -50,8 +50,10 @@ def create_argparser() -> Parser:
                              "(default: 4096 on CUDA, 256 on CPU)")
     parser.add_argument("--compile", type=flag, default=False, help="1: torch.compile the network (default: 0)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the network's arithmetic: auto (bf16 autocast on CUDA, fp32 on a CPU), fp32 or bf16; "
-                             "the scheduler arithmetic stays fp32 (default: %(default)s)")
+                        help="the network's arithmetic: auto (bf16 autocast on CUDA and on a CPU with native bf16 "
+                             "that a short probe confirms faster, else fp32; continuing a folder, what it records), "
+                             "fp32 or bf16; the scheduler arithmetic stays fp32; reconstruction.json records what ran "
+                             "(default: %(default)s)")
     parser.add_argument("--overwrite", type=flag, default=False,
                         help="1: discard earlier results in the ood folder; 0: keep finished sets and batches and "
                              "continue where an interrupted run stopped (default: 0)")

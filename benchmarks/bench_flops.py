@@ -23,13 +23,18 @@ are comparable with each other:
    runs the network inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` and returns fp32; the
    scheduler arithmetic stays fp32/fp64. The toolkit's --precision switch does the same.
 
+Beside each table: what the CPU reports about bf16 (the /proc/cpuinfo flags; PyTorch's view, i.e.
+torch.cpu's AVX512-BF16 and AMX checks and whether oneDNN has bf16 kernels) and what the toolkit's
+``--precision auto`` chooses here, with its start-up probe's bf16/fp32 matmul ratio.
+
 On a CPU without native bf16 (no avx512_bf16 / amx_bf16 in /proc/cpuinfo) bf16 is emulated and can
 be many times SLOWER than fp32; a full run then takes a while (on 2 cores without native bf16,
 roughly 10-20 minutes, most of it in bf16; each setting's repeats are capped by --budget_s, see the
 "runs" column).
 
     python benchmarks/bench_flops.py                  # all four networks, batch 8, 64, 256, length 256
-    python benchmarks/bench_flops.py --models unet-small --batch_sizes 64 --threads 2
+    python benchmarks/bench_flops.py --models unet-small --batch_sizes 64,256 --threads 1 --signals 0 --compile_models ''
+                                                      # your own bf16/fp32 ratio, in under a minute
     python benchmarks/bench_flops.py --quick          # tiny smoke run (seconds)
 """
 from __future__ import annotations
@@ -55,6 +60,7 @@ from src.diffusion.engine import reconstruct_batched  # noqa: E402
 from src.diffusion.multistart import model_evaluations, sample_noise, start_points  # noqa: E402
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config  # noqa: E402
 from src.networks import build_model, network_config  # noqa: E402
+from src.runtime import cpu_bf16_flags, cpu_precision_choice  # noqa: E402
 
 MODELS = {"unet-small": network_config("small"),
           "unet-medium": network_config("medium"),
@@ -109,6 +115,16 @@ def cpu_info() -> tuple[str, dict[str, bool]]:
         pass
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     return name or platform.processor() or "unknown", {flag: flag in flags for flag in wanted}
+
+
+def capability(flags: dict[str, bool]) -> str:
+    """One line of what the CPU reports about bf16: /proc/cpuinfo, PyTorch/oneDNN, and what
+    ``--precision auto`` chooses here (with its probe's ratio)."""
+    torch_view = ", ".join(f"{name} {'yes' if value else 'no'}" for name, value in cpu_bf16_flags().items())
+    choice, why = cpu_precision_choice()
+    probe = why.rpartition("; ")[2] if "probe" in why else "no probe: no native bf16"
+    return (f"CPU bf16: cpuinfo avx512_bf16 {'yes' if flags['avx512_bf16'] else 'no'}, amx_bf16 "
+            f"{'yes' if flags['amx_bf16'] else 'no'}; torch {torch_view}; --precision auto -> {choice} ({probe})")
 
 
 def timed_runs(fns: dict[str, callable], repeats: int, min_time: float, budget_s: float) -> dict[str, dict]:
@@ -189,6 +205,7 @@ def bench_networks(args, model_names: list[str], batch_sizes: list[int], rates: 
 
     print(f"\nNetwork throughput, fp32 vs bf16 autocast (median of up to {args.repeats} timed runs; "
           f"%mm = fraction of the matmul rate of the same precision)")
+    print(args.capability)
     print(f"{'model':<14} {'batch':>5} {'runs':>5} | {'fp32 eval/s':>11} {'GFLOP/s':>8} {'%mm':>6} | "
           f"{'bf16 eval/s':>11} {'GFLOP/s':>8} {'%mm':>6} | {'bf16/fp32':>9} {'rel diff':>9}")
     above = False
@@ -227,6 +244,7 @@ def bench_reconstruction(args) -> None:
     print(f"\nWhole reconstruction: reconstruct_batched (plms), {RECON_MODEL} with RANDOM weights, "
           f"{args.signals} signals x length {args.length}, --inference_skip_factor {args.inference_skip_factor} "
           f"({len(starts)} start points, {evaluations} network evaluations); bf16 on the network only")
+    print(args.capability)
     print(f"{'precision':<9} {'seconds':>9} {'eval/s':>9} {'vs fp32':>8} {'rel dev':>9}")
     results = {}
     for precision, net in (("fp32", model), ("bf16", Bf16Autocast(model))):
@@ -319,9 +337,11 @@ def main() -> None:
     print(f"CPU: {cpu}; flags: " + ", ".join(f"{flag} {'yes' if has else 'no'}" for flag, has in flags.items()))
     if not (flags["avx512_bf16"] or flags["amx_bf16"]):
         print("note: no native bf16 (avx512_bf16 / amx_bf16): bf16 matmuls and convolutions are emulated")
+    args.capability = capability(flags)
 
     rates = matmul_rates([int(n) for n in args.matmul_sizes.split(",")], args.repeats, args.min_time, args.budget_s)
     print("\nMachine limit: square matmul, FLOPs = 2 n^3, best size")
+    print(args.capability)
     print(f"{'dtype':<9} {'n':>5} {'GFLOP/s':>9} {'runs':>5}")
     for dtype, rate in rates.items():
         print(f"{dtype:<9} {rate['n']:>5} {rate['gflops']:>9.2f} {rate['runs']:>5}")

@@ -18,7 +18,7 @@ from src.distributed import Dist, barrier, on_main
 from src.errors import UserError
 from src.io import make_dir
 from src.ood.ood_folder import OodFolder, write_results
-from src.ood.reconstructors import build_reconstructor, reconstruct_set
+from src.ood.reconstructors import build_reconstructor, reconstruct_set, reconstruction_precision
 from src.run import Run, check_agrees
 
 log = logging.getLogger("rfood")
@@ -60,17 +60,20 @@ def reconstruct_sets(args, dist: Dist) -> None:
 
     folder = OodFolder(on_main(dist, make_dir, run.ood_dir))
     setup_logging(run.log_file, main_process=dist.is_main)
+    earlier = None if args.overwrite else on_main(dist, folder.load_settings)
+    precision, recorded = on_main(dist, reconstruction_precision, args.precision, earlier, config.get("kind"),
+                                  dist.device)  # one choice for every process
     reconstructor = build_reconstructor(run, config, args.num_inference_steps, args.inference_skip_factor,
                                         args.seed, dist.device, args.reconstruction_mode, args.max_chains,
-                                        args.compile, args.plms_history, args.precision)
+                                        args.compile, args.plms_history, precision)
     settings = {**reconstructor.settings, "seed": args.seed, "first_n": args.first_n,
                 "first_n_val": args.first_n_val}
     if options.spatial_dims != 1:  # recorded for images only, so the settings of earlier signal runs still match
         settings["spatial_dims"] = options.spatial_dims
-    if args.precision != "auto":
-        settings["precision"] = args.precision
-    log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s", settings["mode"],
-             len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device)
+    settings.update(recorded)  # the precision that runs, unless an older folder recorded none
+    log.info("%s: %d start points, %d model evaluations per signal, %d process(es) on %s, %s", settings["mode"],
+             len(reconstructor.starts), settings["model_evaluations_per_signal"], dist.world_size, dist.device,
+             precision)
     paths = [folder.results(set_type, files[0].name) for set_type, files in datasets]
     on_main(dist, folder.start, settings, paths, args.overwrite)
     for (set_type, files), path in zip(datasets, paths):

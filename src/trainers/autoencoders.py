@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from src.figures import codebook_figure, image_figure, signal_figure
 from src.networks.vqvae import codebook_usage
 from src.trainers.base import QUICK_TEST_BATCHES, Trainer
-from src.runtime import autocast
 
 
 def draw(x: torch.Tensor, reconstruction: torch.Tensor, title: str):
@@ -19,12 +18,12 @@ class AutoencoderTrainer(Trainer):
     """Plain reconstruction MSE."""
 
     def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        with autocast(self.device):
+        with self.autocast():
             reconstruction = model(x)
         return F.mse_loss(reconstruction.float(), x), {}
 
     def figures(self, x: torch.Tensor) -> dict:
-        with autocast(self.device):
+        with self.autocast():
             reconstruction = self.eval_model(x)
         return {"reconstruction": draw(x, reconstruction, f"autoencoder epoch {self.epoch}")}
 
@@ -38,7 +37,7 @@ class VQVAETrainer(Trainer):
     """
 
     def loss(self, model, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        with autocast(self.device):
+        with self.autocast():
             reconstruction, commitment, codes = model(x)
         reconstruction_loss = F.mse_loss(reconstruction.float(), x)
         perplexity, usage = codebook_usage(codes, self.config["network"]["num_embeddings"])
@@ -47,7 +46,7 @@ class VQVAETrainer(Trainer):
         return reconstruction_loss + commitment, extras
 
     def figures(self, x: torch.Tensor) -> dict:
-        with autocast(self.device):
+        with self.autocast():
             reconstruction = self.eval_model(x)[0]
         return {"reconstruction": draw(x, reconstruction, f"VQ-VAE epoch {self.epoch}")}
 
@@ -65,7 +64,7 @@ class VQVAETrainer(Trainer):
         self.eval_model.eval()
         counts = torch.zeros(self.config["network"]["num_embeddings"], dtype=torch.long)
         for _, x in self._batches(self.val_loader, QUICK_TEST_BATCHES // 2, "codebook"):
-            with autocast(self.device):
+            with self.autocast():
                 codes = self.eval_model.quantize(self.eval_model.encode(x))[2]
             counts += torch.bincount(codes.flatten().cpu(), minlength=len(counts))
         return counts

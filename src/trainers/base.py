@@ -28,6 +28,7 @@ from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
 from src.networks import build_model, load_weights
 from src.progress import progress
+from src.runtime import autocast
 from src.run import Run, check_agrees
 from src.distributed import Dist, all_reduce_sum, shard
 
@@ -51,6 +52,7 @@ class TrainSettings:
     lr_schedule: str = "constant"  # or "cosine": from the peak learning rate down to 0 over the run
     warmup_steps: int = 0  # linear warm-up of the learning rate over the first steps
     ema_decay: float = 0.0  # 0: no EMA of the weights
+    precision: str = "fp32"  # or "bf16": autocast of the forward passes; weights and optimizer stay fp32
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -151,6 +153,10 @@ class Trainer:
     def eval_model(self) -> nn.Module:
         """The weights that are validated, drawn and saved as best: the EMA when there is one."""
         return self.ema if self.ema is not None else self.model
+
+    def autocast(self):
+        """The forward passes' arithmetic: ``settings.precision`` (autocast; the fp32 weights are left as they are)."""
+        return autocast(self.device, self.settings.precision)
 
     def loss(self, model: nn.Module, x: torch.Tensor,
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

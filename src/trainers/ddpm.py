@@ -17,7 +17,7 @@ from src.diffusion.multistart import reconstruct
 from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, training_target
 from src.figures import image_figure, signal_figure
 from src.trainers.base import VAL_SEED, Trainer
-from src.runtime import autocast
+from src.runtime import WithPrecision
 
 # A mid start point of the 1000-step training schedule: enough noise that the model must redraw detail,
 # little enough that the signal's structure survives. 100 PLMS steps (reconstruct.py's default) put
@@ -41,7 +41,7 @@ class DiffusionTrainer(Trainer):
         timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (x0.shape[0],), generator=generator)
         timesteps = timesteps.to(self.device)
         noisy = self.scheduler.add_noise(x0, noise, timesteps)
-        with autocast(self.device):
+        with self.autocast():
             prediction = model(noisy, timesteps)
         return F.mse_loss(prediction.float(), training_target(self.scheduler, x0, noise, timesteps)), {}
 
@@ -50,7 +50,8 @@ class DiffusionTrainer(Trainer):
         latents = self.space.encode(x)
         noise = torch.randn((1, *latents.shape), generator=torch.Generator().manual_seed(VAL_SEED))
         scheduler = build_pndm_scheduler(self.config["scheduler"], FIGURE_INFERENCE_STEPS)
-        denoised = reconstruct(self.eval_model, scheduler, latents, [FIGURE_START], noise, self.b_scale)[0]
+        model = WithPrecision(self.eval_model, self.settings.precision)
+        denoised = reconstruct(model, scheduler, latents, [FIGURE_START], noise, self.b_scale)[0]
         space = " in VQ-VAE latent space, decoded" if self.config["kind"] == "ldm" else ""
         title = (f"{self.config['kind'].upper()} epoch {self.epoch}: noised to t={FIGURE_START}, denoised{space} "
                  f"(PLMS, {FIGURE_INFERENCE_STEPS} steps)")

@@ -1,6 +1,8 @@
 """What the three training scripts share: their common flags, data, run folder and settings."""
 from __future__ import annotations
 
+import logging
+
 from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, flag, positive_int,
                      setup_logging)
 from src.data.sources import DataOptions, data_shape, log_carrier_choice, open_set, resolve_carrier
@@ -11,7 +13,10 @@ from src.run import Run
 from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
 from src.trainers.ddpm import data_section
 from src.distributed import Dist, distributed, on_main
-from src.runtime import seed_everything
+from src.runtime import PRECISIONS, choose_precision, seed_everything
+
+log = logging.getLogger("rfood")
+TRAINING_PRECISION = "auto"  # --precision's default: bf16 kept the val loss within seed noise (docs/benchmarks.md)
 
 
 def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_rate: float,
@@ -43,6 +48,10 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     parser.add_argument("--figures", type=flag, default=True,
                         help="1: at every evaluation, log TensorBoard figures of the first validation signals "
                              "and their reconstructions (default: 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=TRAINING_PRECISION,
+                        help="the forward passes' arithmetic: fp32, bf16 autocast, or auto (bf16 on CUDA and on a "
+                             "CPU with native bf16 that a short probe confirms faster, else fp32); weights and "
+                             "optimizer stay fp32 (default: %(default)s)")
     add_data_args(parser)
     add_loader_args(parser, batch_size=batch_size)
     add_dist_args(parser)
@@ -66,18 +75,36 @@ def load_training_sets(args) -> tuple:
 
 
 def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") -> tuple[Run, dict]:
-    """Create (or reopen) the run folder on the main process, start logging there, and seed everything."""
+    """Create (or reopen) the run folder on the main process, start logging there, and seed everything.
+
+    A ``--precision`` flag is resolved here (``args.precision`` becomes fp32 or bf16); a new run records it
+    in config.json as ``training.precision``."""
     run = Run(args.output_dir, args.model_name, config_name)
+    precision, why = on_main(dist, choose_precision, args.precision, dist.device) if "precision" in args else (None, "")
 
     def create() -> dict:
         make_dir(run.path)
-        return prepare_run(run, config)
+        return prepare_run(run, {**config, "training": {"precision": precision}} if precision else config)
 
     config = on_main(dist, create)
     setup_logging(run.log_file, main_process=dist.is_main)
+    if precision:
+        args.precision = precision
+        log_training_precision(config, precision, why)
     log_carrier_choice(config.get("data", {}))
     seed_everything(args.seed)
     return run, config
+
+
+def log_training_precision(config: dict, precision: str, why: str) -> None:
+    """Say what this session trains in, and when a resumed run started in another precision."""
+    log.info("training in %s (%s)", precision, why)
+    started = config.get("training", {}).get("precision")
+    if started is None:
+        log.info("config.json records no training precision (runs from before --precision trained in bf16 on "
+                 "CUDA, fp32 on a CPU)")
+    elif started != precision:
+        log.warning("this run started in %s (config.json); these epochs train in %s", started, precision)
 
 
 def settings_from(args) -> TrainSettings:
@@ -85,7 +112,7 @@ def settings_from(args) -> TrainSettings:
                          eval_freq=args.eval_freq, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          num_workers=args.num_workers, quick_test=args.quick_test,
                          figures=args.figures, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-                         ema_decay=check_ema_decay(args.ema_decay))
+                         ema_decay=check_ema_decay(args.ema_decay), precision=args.precision)
 
 
 def check_ema_decay(decay: float) -> float:
