@@ -20,6 +20,16 @@ Raw recordings add offset (first sample), time_s and time (where the sample rate
 and, for flagged windows, the band that deviates most from the val windows' spectra: band_center_hz,
 band_width_hz (or band_center, band_width in cycles/sample) and band_z. --plot=1 writes beside the CSV
 a waterfall with the flagged windows' bands boxed over a score-over-time trace.
+
+Every row also gives snr_est_db, the window's blind SNR estimate (dB). --pfa P (instead of --fpr)
+sets a threshold per --snr_band dB band of snr_est_db, each the (1 - P) quantile of the cross-fitted
+val scores in that band, so about P of in-distribution windows are flagged at every SNR (a band with
+too few val windows uses the pooled threshold; the log says which). --integrate K adds score_int,
+threshold_int and ood_int on the last window of each group of K consecutive windows of one emission
+(a frame of a processed file, consecutive windows of a raw recording): the mean of their scores
+against its own threshold, set on val windows integrated the same way. --annotate=1 (SigMF inputs)
+writes <csv stem>.sigmf-meta beside the CSV: the recording's metadata with the flagged segments as
+annotations, pointing at the recording's samples; the input is never changed.
 """
 from src.cli import (Parser, add_carrier_arg, add_dist_args, add_loader_args, comma_list, flag, fraction, positive_float, positive_int,
                      run_main)
@@ -27,7 +37,8 @@ from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.data.prep import NORMALIZATIONS
 from src.distributed import distributed
 from src.ood.field_scoring import UNITS
-from src.ood.flags import add_score_args
+from src.ood.decisions import SNR_BAND_DB
+from src.ood.flags import add_integrate_arg, add_score_args
 from src.runtime import PRECISIONS
 from src.ood.localisation import BAND_Z
 from src.ood.scoring_stage import score_inputs
@@ -39,9 +50,20 @@ def create_argparser() -> Parser:
     parser.add_argument("--model_name", required=True, help="run folder name inside --output_dir")
     parser.add_argument("--input", type=comma_list, required=True,
                         help="file(s) to score, comma separated: processed h5, *_raw_data.h5, .sigmf-meta or .npy")
-    parser.add_argument("--fpr", type=fraction, default=0.05,
-                        help="target false-positive rate: the share of in-distribution windows flagged "
-                             "(default: %(default)s)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--fpr", type=fraction, default=0.05,
+                        help="target false-positive rate: the share of in-distribution windows flagged, one threshold "
+                             "for all (default: %(default)s)")
+    target.add_argument("--pfa", type=fraction, default=None,
+                        help="target false-alarm rate held in every band of estimated SNR (snr_est_db): a threshold "
+                             "per --snr_band dB band from the cross-fitted val scores of that band (instead of --fpr)")
+    parser.add_argument("--snr_band", type=positive_float, default=SNR_BAND_DB,
+                        help="width in dB of the SNR bands of --pfa (default: %(default)s)")
+    add_integrate_arg(parser)
+    parser.add_argument("--annotate", type=flag, default=0,
+                        help="1: for each SigMF input write <csv stem>.sigmf-meta beside the CSV whose annotations "
+                             "are the flagged segments (consecutive flagged windows merged; band edges in Hz where "
+                             "localised); the input is never changed (default: 0)")
     parser.add_argument("--out", default=None,
                         help="CSV to write (all inputs together); default: <run>/ood/scores_<input stem>.csv each")
     parser.add_argument("--normalize", choices=NORMALIZATIONS, default="rms",
@@ -52,8 +74,8 @@ def create_argparser() -> Parser:
     add_carrier_arg(parser, from_config=True)
     add_field_args(parser)
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="the network's arithmetic (auto, fp32, bf16); default: that of the run's val "
-                             "reconstruction, so new windows are scored as the threshold was set")
+                        help="the network's arithmetic (auto, fp32, bf16; auto as in reconstruct.py); default: that "
+                             "of the run's val reconstruction, so new windows are scored as the threshold was set")
     add_score_args(parser)  # --score, --metric, --min_t, --max_t, --t_skip, --auto_t as ood_detection.py
     parser.add_argument("--max_chains", type=positive_int, default=None,
                         help="most signals (start points x batch) in one network call (default: as reconstruct.py)")

@@ -57,3 +57,25 @@ def test_views_must_score_the_same_windows():
         fuse([a, b])
     with pytest.raises(UserError, match="at least two"):
         fuse([a])
+
+
+def test_ood_detection_fuse_with_adds_the_fused_column(processed, tmp_path):
+    """A run fused with an exact copy of itself is itself (the max of two equal z); the CLI path writes its file."""
+    import shutil
+
+    from tests.conftest import run_cli
+    runs = tmp_path / "runs"
+    assert run_cli("train_features.py", f"--output_dir={runs}", "--model_name=a",
+                   f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
+                   check=False).returncode == 0
+    assert run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=a", f"--validation_h5file={processed['Tone_val']}",
+                   f"--in_ids={processed['Tone_test']}", f"--out_ids={processed['Noise_test']}",
+                   check=False).returncode == 0
+    shutil.copytree(runs / "a", runs / "b")
+    result = run_cli("ood_detection.py", f"--output_dir={runs}", "--model_name=a", "--fuse_with=b", "--report=0",
+                     check=False)
+    assert result.returncode == 0, result.stderr
+    fused = pd.read_csv(runs / "a" / "ood" / "metrics_fused_b.csv", index_col=0)
+    alone = pd.read_csv(runs / "a" / "ood" / "metrics_feat_zmean.csv", index_col=0)
+    assert fused.loc["Noise", "AUROC"] == pytest.approx(alone.loc["Noise", "AUROC"])
+    assert "a+b" in result.stdout

@@ -18,7 +18,7 @@ from src.data.prep import trim_and_unpack
 from src.data.synthetic import write_synthetic
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 from src.ood.reconstructors import reconstruct_set
-from src.ood.snr import signal_snrs, snr_table
+from src.ood.snr import pd_at_pfa, signal_snrs, snr_table
 
 STARTS = [10, 20]
 
@@ -110,6 +110,19 @@ def test_snr_table_matches_sklearn_on_each_bins_rows():
     assert table["AUROC"].iloc[-1] > table["AUROC"].iloc[0]  # the shift grows with SNR
 
 
+def test_pd_at_a_set_pfa_is_the_out_share_above_the_in_quantile():
+    """400 in signals 0..399 and out signals 380..419 in every bin: at Pfa 1 % the threshold flags the 4 largest
+    in (396..399), so out above 395 count (24 of 40); at 5 %, 20 in flagged, out above 379 (all 40). 99 in signals
+    cannot set 1 % (NaN); 100 can (threshold below the largest one)."""
+    in_scores = pd.Series(np.arange(400.0), index=[f"in:{i}" for i in range(400)])
+    out_scores = pd.Series(np.arange(380.0, 420.0), index=[f"out:{i}" for i in range(40)])
+    table = snr_table(in_scores, {"Out": out_scores}, pd.Series(1.0, index=in_scores.index),
+                      {"Out": pd.Series(1.0, index=out_scores.index)}, width=5.0)
+    assert table["Pd@Pfa1%"].iloc[0] == pytest.approx(24 / 40) and table["Pd@Pfa5%"].iloc[0] == 1.0
+    assert np.isnan(pd_at_pfa(np.arange(99.0), np.array([200.0]), 0.01))
+    assert pd_at_pfa(np.arange(100.0), np.array([98.5, 99.5]), 0.01) == 1.0
+
+
 def test_snr_table_needs_the_in_sets_snr():
     scores = pd.Series([0.0, 1.0], index=["a", "b"])
     assert snr_table(scores, {"Out": scores}, None, {"Out": None}) is None
@@ -162,7 +175,8 @@ def test_ood_detection_prints_the_per_snr_table_sklearn_gives(fake_run):
         assert line is not None, section
         assert float(line.group(1)) == pytest.approx(expected, abs=5e-4) and int(line.group(2)) == len(in_rows)
     written = pd.read_csv(ood / f"snr_{'-'.join(DEFAULT_METRICS)}_{DEFAULT_SCORE}.csv")
-    assert list(written.columns) == ["snr_lo", "snr_hi", "dataset", "n_in", "n_out", "AUROC", "FPR@95TPR"]
+    assert list(written.columns) == ["snr_lo", "snr_hi", "dataset", "n_in", "n_out", "AUROC", "Pd@Pfa1%", "Pd@Pfa5%",
+                                     "FPR@95TPR"]
 
 
 def test_report_has_the_snr_section_and_plot(fake_run):

@@ -4,7 +4,9 @@ Per run, a :class:`src.ood.detector.Detector` is fitted on the val results alone
 (the held-out in-distribution test set) and every out set; the measures come from
 :mod:`src.ood.evaluation`. Written in ``<run>/ood/``: ``metrics_<metrics>_<score>.csv``,
 ``auroc_<metrics>_<score>.json`` and ``report.md`` with its plots; for several runs also
-``<output_dir>/ood_comparison_<metrics>_<score>.csv``.
+``<output_dir>/ood_comparison_<metrics>_<score>.csv``. With ``integrate`` K > 1 every measure is of
+decisions over K consecutive windows of a frame (:mod:`src.ood.decisions`), and the files' suffix
+ends in ``_k<K>``.
 """
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.errors import UserError
 from src.io import save_json
+from src.ood.decisions import integrated_sets
 from src.ood.detector import Detector, ScoreOptions, score_sets
 from src.ood.evaluation import auroc_table, metrics_table
+from src.ood.fusion import View, fuse
 from src.ood.ood_folder import OodFolder, load_sets, signal_units, write_table
 from src.ood.report import write_report
 from src.ood.score_functions import DESCRIPTIONS
-from src.ood.snr import SNR_BIN_DB, format_snr_table, signal_snrs, snr_table
+from src.ood.snr import MEASURES, SNR_BIN_DB, format_snr_table, signal_snrs, snr_table
 from src.run import Run
 
 log = logging.getLogger("rfood")
@@ -98,48 +103,89 @@ class RunResult:
     snr: pd.DataFrame | None = None  # AUROC and FPR@95TPR per SNR bin, where the results record SNRs
 
 
-def per_snr(folder: OodFolder, options: ScoreOptions, scores: dict[str, pd.Series], inside: pd.DataFrame,
+def per_snr(folder: OodFolder, suffix: str, scores: dict[str, pd.Series], snrs: dict[str, pd.Series | None],
             outs: dict[str, pd.DataFrame], width: float) -> pd.DataFrame | None:
-    """The per-SNR table (:mod:`src.ood.snr`), written as snr_<metrics>_<score>.csv; None without SNRs."""
-    table = snr_table(scores["in"], {name: scores[name] for name in outs}, signal_snrs(inside),
-                      {name: signal_snrs(frame) for name, frame in outs.items()}, width)
+    """The per-SNR table (:mod:`src.ood.snr`), written as snr_<suffix>.csv; None without SNRs."""
+    table = snr_table(scores["in"], {name: scores[name] for name in outs}, snrs["in"],
+                      {name: snrs[name] for name in outs}, width)
     if table is not None:
-        write_table(table, folder.snr_file(options.suffix), index=False, float_format="%.4f")
+        write_table(table, folder.snr_file(suffix), index=False, float_format="%.4f")
     return table
 
 
+def decision_view(scored: ScoredRun, k: int) -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
+    """Every set's scores, the in and out scores' frames (for the bootstrap) and their SNRs (where recorded): of
+    single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame (their mean score)."""
+    frames = {"val": scored.val, "in": scored.inside, **scored.outs}
+    snrs = {name: signal_snrs(frame) for name, frame in frames.items()}
+    if k == 1:
+        return scored.scores, scored.units, snrs
+    groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in frames.items()}, k)
+    scores = {name: group.scores.rename(name) for name, group in groups.items()}
+    units = pd.concat([groups[name].units for name in ("in", *scored.outs)])
+    return scores, units, {name: None if snrs[name] is None else groups[name].mean_of(snrs[name]) for name in groups}
+
+
 def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_bootstrap: int, seed: int,
-                 report: bool, snr_bin: float = SNR_BIN_DB) -> RunResult:
-    """Score one run (its default score where ``options`` leave it open), write its metrics, summary and report."""
+                 report: bool, snr_bin: float = SNR_BIN_DB, integrate: int = 1) -> RunResult:
+    """Score one run (its default score where ``options`` leave it open), write its metrics, summary and report;
+    with ``integrate`` K > 1, of decisions over K consecutive windows of a frame."""
     folder = OodFolder(Run(output_dir, model_name).ood_dir)
     scored = score_run(folder, options)
     options, settings, val, inside, outs = scored.options, scored.settings, scored.val, scored.inside, scored.outs
-    detector, scores, units = scored.detector, scored.scores, scored.units
+    detector = scored.detector
+    scores, units, snrs = decision_view(scored, integrate)
+    suffix = options.suffix + (f"_k{integrate}" if integrate > 1 else "")
     table = metrics_table(scores["in"], {name: scores[name] for name in outs}, n_bootstrap, seed, units)
-    method = method_line(model_name, settings, detector)
-    write_table(table, folder.metrics_file(options.suffix), index_label="dataset", float_format="%.4f")
-    snr = per_snr(folder, options, scores, inside, outs, snr_bin)
+    method = method_line(model_name, settings, detector) + (
+        f"; decisions over {integrate} consecutive windows of a frame (mean score)" if integrate > 1 else "")
+    write_table(table, folder.metrics_file(suffix), index_label="dataset", float_format="%.4f")
+    snr = per_snr(folder, suffix, scores, snrs, outs, snr_bin)
     save_json({"model_name": model_name, "metrics": options.metric, "score": options.score, "t_used": detector.ts,
-               "t_dropped_by_auto_t": detector.auto_dropped, "reconstruction": settings,
-               "auroc": table["AUROC"].to_dict()}, folder.auroc_file(options.suffix))
+               "t_dropped_by_auto_t": detector.auto_dropped, "integrate": integrate, "reconstruction": settings,
+               "auroc": table["AUROC"].to_dict()}, folder.auroc_file(suffix))
     if report:
         title = f"OOD report: {model_name} ({options.score} score on {','.join(options.metric)})"
+        unit = "signals" if integrate == 1 else f"groups of {integrate} windows"
         fitting = (f"metrics: {','.join(options.metric)}; fitted on {val['filename'].nunique()} val signals, "
-                   f"tested on {len(scores['in'])} in signals")
+                   f"tested on {len(scores['in'])} in {unit}")
         lines = [method, f"score: {options.score}, {DESCRIPTIONS[options.score]}", fitting]
         frames = {"val": val, "in": inside, **outs}
         log.info("wrote %s", write_report(folder, title, lines, table, detector, scores, frames, snr))
     return RunResult(table, method, options, snr)
 
 
+def fused_run(output_dir: str, model_name: str, partner: str, options: ScoreOptions, n_bootstrap: int,
+              seed: int) -> RunResult:
+    """``model_name`` fused with the run ``partner`` (:mod:`src.ood.fusion`; each with its own score, the partner
+    with its default); the metrics are written as <run>/ood/metrics_fused_<partner>.csv."""
+    runs = [score_run(OodFolder(Run(output_dir, name).ood_dir), choice)
+            for name, choice in ((model_name, options), (partner, ScoreOptions(None, None)))]
+    views = [View(name, run.detector.crossfit_val_scores(), {key: run.scores[key] for key in ("in", *run.outs)})
+             for name, run in zip((model_name, partner), runs)]
+    fused = fuse(views)
+    table = metrics_table(fused["in"], {name: fused[name] for name in runs[0].outs}, n_bootstrap, seed, runs[0].units)
+    folder = OodFolder(Run(output_dir, model_name).ood_dir)
+    write_table(table, folder.metrics_file(f"fused_{partner}"), index_label="dataset", float_format="%.4f")
+    method = (f"{model_name}+{partner}: fused, the larger of each run's score standardised against its "
+              "cross-fitted val scores")
+    return RunResult(table, method, runs[0].options, None)
+
+
 def detect(output_dir: str, model_names: list[str], options: ScoreOptions, n_bootstrap: int = 1000, seed: int = 0,
-           report: bool = True, snr_bin: float = SNR_BIN_DB) -> str:
-    """Evaluate every run; write the comparison table for several; return the text ood_detection.py prints."""
-    results = {name: evaluate_run(output_dir, name, options, n_bootstrap, seed, report, snr_bin)
+           report: bool = True, snr_bin: float = SNR_BIN_DB, integrate: int = 1, fuse_with: str | None = None) -> str:
+    """Evaluate every run (and, with ``fuse_with``, each fused with that run); write the comparison table for
+    several; return the text ood_detection.py prints."""
+    if fuse_with is not None and integrate > 1:
+        raise UserError("--fuse_with scores single windows; drop --integrate or --fuse_with")
+    results = {name: evaluate_run(output_dir, name, options, n_bootstrap, seed, report, snr_bin, integrate)
                for name in model_names}
+    if fuse_with is not None:
+        results.update({f"{name}+{fuse_with}": fused_run(output_dir, name, fuse_with, options, n_bootstrap, seed)
+                        for name in model_names if name != fuse_with})
     aurocs = pd.DataFrame({name: result.table["AUROC"] for name, result in results.items()})
     suffixes = {result.options.suffix for result in results.values()}
-    suffix = suffixes.pop() if len(suffixes) == 1 else "defaults"
+    suffix = (suffixes.pop() if len(suffixes) == 1 else "defaults") + (f"_k{integrate}" if integrate > 1 else "")
     if len(results) > 1:
         comparison = Path(output_dir) / f"ood_comparison_{suffix}.csv"
         write_table(aurocs, comparison, index_label="dataset", float_format="%.4f")
@@ -158,7 +204,7 @@ def detect(output_dir: str, model_names: list[str], options: ScoreOptions, n_boo
 def snr_lines(model_name: str, table: pd.DataFrame, width: float) -> list[str]:
     """The printed per-SNR tables: AUROC, then FPR@95TPR, one row per SNR bin."""
     lines = []
-    for measure in ("AUROC", "FPR@95TPR"):
+    for measure in MEASURES:
         lines += ["", f"{model_name}: {measure} per SNR bin ({width:g} dB bins; in against out signals of the same "
                   "bin; n_in = in signals in the bin)", format_snr_table(table, measure)]
     return lines

@@ -14,7 +14,11 @@ never leaves a partial CSV under the result's name):
   arrays [frames, L] count samples as if the frames were laid end to end);
 - ``time_s`` (seconds from the start; where the sample rate is known) and ``time`` (ISO 8601;
   where the recording also gives its start, SigMF's ``core:datetime``);
-- ``score``, ``threshold``, ``ood`` (1 = flagged: score above threshold);
+- ``score``, ``threshold``, ``ood`` (1 = flagged: score above threshold; with ``--pfa`` the threshold
+  is that of the window's SNR band, :mod:`src.ood.decisions`); ``snr_est_db``, the window's blind
+  SNR estimate (:func:`src.dsp.blind_snr_db`);
+- with ``--integrate K``: ``score_int``, ``threshold_int``, ``ood_int``, the decision over the K
+  consecutive windows that end at this one (empty on other rows; :class:`StreamIntegrator`);
 - for flagged windows, the most anomalous band (:mod:`src.ood.localisation`): ``band_center_hz``,
   ``band_width_hz`` (``--units hz``) or ``band_center``, ``band_width`` (cycles/sample), and
   ``band_z``, the signed z-score of its peak bin; empty where no bin stands out.
@@ -39,9 +43,10 @@ from src.data.datasets import recovered
 from src.data.prep import normalize_rms
 from src.data.streaming import Recording
 from src.distributed import Dist, gather_to_main
-from src.dsp import PSD_SEGMENT, welch_psd
+from src.dsp import PSD_SEGMENT, blind_snr_db, welch_psd
 from src.errors import UserError
 from src.io import atomic_path
+from src.ood.decisions import Decider, StreamIntegrator
 from src.ood.detector import Detector
 from src.ood.distances import reconstruction_errors, spectral_difference
 from src.ood.localisation import NO_BAND, Band, SpectralBaseline, window_bands
@@ -53,6 +58,8 @@ log = logging.getLogger("rfood")
 UNITS = ("auto", "hz", "cycles")
 TIME_COLUMNS = ("time_s", "time")
 SCORE_COLUMNS = ("score", "threshold", "ood")
+SNR_EST_COLUMN = "snr_est_db"  # as in results files (src.ood.ood_folder)
+INTEGRATED_COLUMNS = ("score_int", "threshold_int", "ood_int")  # --integrate K > 1
 BAND_COLUMNS = {"hz": ("band_center_hz", "band_width_hz", "band_z"), "cycles": ("band_center", "band_width", "band_z")}
 
 
@@ -71,6 +78,7 @@ class FieldOptions:
     band_z: float
     plot: bool
     carrier_order: int = 0  # the run's carrier recovery (0: none), applied after the normalisation
+    integrate: int = 1  # --integrate: windows per decision (1: single windows only)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,15 +121,17 @@ def frequency_unit(path: Path, units: str, clock: Clock) -> str:
     return units
 
 
-def output_columns(clock: Clock, unit: str | None) -> list[str]:
-    """The CSV columns of one recording (``unit`` None: no band columns)."""
+def output_columns(clock: Clock, unit: str | None, integrate: int = 1) -> list[str]:
+    """The CSV columns of one recording (``unit`` None: no band columns; ``integrate`` > 1: the integrated ones)."""
     times = [] if clock.sample_rate is None else ["time_s"] if clock.start_time is None else list(TIME_COLUMNS)
-    return ["filename", "offset", *times, *SCORE_COLUMNS, *(BAND_COLUMNS[unit] if unit else ())]
+    return ["filename", "offset", *times, *SCORE_COLUMNS, SNR_EST_COLUMN, *(INTEGRATED_COLUMNS if integrate > 1 else ()),
+            *(BAND_COLUMNS[unit] if unit else ())]
 
 
 def merged_columns(column_lists: list[list[str]]) -> list[str]:
     """Every column of several inputs in one canonical order (for --out holding them all)."""
-    order = ["filename", "offset", *TIME_COLUMNS, *SCORE_COLUMNS, *BAND_COLUMNS["hz"][:2], *BAND_COLUMNS["cycles"]]
+    order = ["filename", "offset", *TIME_COLUMNS, *SCORE_COLUMNS, SNR_EST_COLUMN, *INTEGRATED_COLUMNS,
+             *BAND_COLUMNS["hz"][:2], *BAND_COLUMNS["cycles"]]
     present = {column for columns in column_lists for column in columns}
     return [column for column in order if column in present]
 
@@ -191,6 +201,7 @@ class BatchResult:
     scores: np.ndarray
     bands: list[Band] | None
     psd: np.ndarray | None
+    snr_est: np.ndarray | None = None  # each window's blind SNR estimate (dB)
 
 
 @dataclass
@@ -204,6 +215,7 @@ class Scorer:
     band_z: float
     device: torch.device
     with_psd: bool = False
+    decider: Decider | None = None  # per-band and integrated thresholds (None: ``threshold`` for every window)
 
     def __call__(self, batch: Batch, stem: str) -> BatchResult:
         x0 = torch.from_numpy(batch.iq).to(self.device)
@@ -222,7 +234,7 @@ class Scorer:
         bands = None if differences is None else window_bands(
             self.baseline, differences, list(self.reconstructor.starts), self.detector.ts, self.band_z)
         psd = welch_psd(torch.from_numpy(as_iq(batch.raw))).numpy() if self.with_psd else None
-        return BatchResult(batch.indices, batch.offsets, scores, bands, psd)
+        return BatchResult(batch.indices, batch.offsets, scores, bands, psd, blind_snr_db(x0).cpu().numpy())
 
 
 def scored_rounds(batches: Iterator[Batch], scorer: Scorer, stem: str, dist: Dist) -> Iterator[BatchResult]:
@@ -247,12 +259,21 @@ def score_group(group: list[Batch], scorer: Scorer, stem: str, dist: Dist) -> li
 # Rows
 # --------------------------------------------------------------------------------------------------
 
-def result_rows(result: BatchResult, stem: str, threshold: float, clock: Clock, unit: str | None) -> pd.DataFrame:
-    """The CSV rows of one batch; band columns only for flagged windows (empty elsewhere)."""
-    flagged = result.scores > threshold
+def result_rows(result: BatchResult, stem: str, threshold: float, clock: Clock, unit: str | None,
+                decider: Decider | None = None, integrator: StreamIntegrator | None = None) -> pd.DataFrame:
+    """The CSV rows of one batch; band columns only for flagged windows (empty elsewhere). ``decider`` sets each
+    window's threshold (else ``threshold``); ``integrator`` adds the integrated decision (:data:`INTEGRATED_COLUMNS`)."""
+    snr = result.snr_est if result.snr_est is not None else np.full(len(result.scores), np.nan)
+    thresholds = decider.thresholds(snr) if decider is not None else np.full(len(result.scores), threshold)
+    flagged = result.scores > thresholds
     table = {"filename": [f"{stem}:{index}" for index in result.indices], "offset": result.offsets,
-             **clock.columns(result.offsets), "score": result.scores, "threshold": threshold,
-             "ood": flagged.astype(int)}
+             **clock.columns(result.offsets), "score": result.scores, "threshold": thresholds,
+             "ood": flagged.astype(int), SNR_EST_COLUMN: snr}
+    if integrator is not None:
+        scores, snrs = integrator(result.indices, result.scores, snr)
+        done = np.isfinite(scores)
+        limits = np.where(done, decider.int_thresholds(snrs), np.nan)
+        table.update(zip(INTEGRATED_COLUMNS, (scores, limits, np.where(done, scores > limits, np.nan))))
     if unit is not None:
         scale = clock.sample_rate if unit == "hz" else 1.0
         bands = [band if flag else NO_BAND for band, flag in zip(result.bands or [NO_BAND] * len(flagged), flagged)]
@@ -282,6 +303,8 @@ class StreamSummary:
     flagged: int
     seconds: float
     samples: int
+    groups: int = 0  # --integrate: complete groups of K windows, and those flagged
+    flagged_groups: int = 0
 
     def rates(self) -> str:
         seconds = max(self.seconds, 1e-9)
@@ -298,22 +321,29 @@ def score_recording(recording: Recording, scorer: Scorer, options: FieldOptions,
                     unit: str | None, write: Callable[[pd.DataFrame], None] | None, dist: Dist,
                     plot_path: Path | None) -> StreamSummary:
     """Stream one recording through ``scorer``; the main process writes its rows (and the plot)."""
-    stem, flagged, done = recording.path.stem, 0, 0
+    stem, flagged, done, groups, flagged_groups = recording.path.stem, 0, 0, 0, 0
     timeline = Timeline(n_bins=min(PSD_SEGMENT, options.window)) if plot_path is not None else None
+    integrator = None
+    if options.integrate > 1 and scorer.decider is not None:
+        per_frame = recording.windows_per_frame(options.window, options.hop) if recording.frame_length else None
+        integrator = StreamIntegrator(options.integrate, per_frame)
     started = time.perf_counter()
     total = last_sample(recording, options, n_windows)
     with progress(None, f"score {recording.path.name}", total=total, unit="sample", unit_scale=True,
                   enabled=dist.is_main) as bar:
         for result in scored_rounds(window_batches(recording, options, n_windows), scorer, stem, dist):
-            rows = result_rows(result, stem, scorer.threshold, clock, unit)
+            rows = result_rows(result, stem, scorer.threshold, clock, unit, scorer.decider, integrator)
             write(rows)
             flagged += int(rows["ood"].sum())
+            if integrator is not None:
+                groups += int(rows[INTEGRATED_COLUMNS[0]].notna().sum())
+                flagged_groups += int((rows[INTEGRATED_COLUMNS[2]] == 1).sum())
             end = int(result.offsets[-1]) + options.window
             bar.update(end - done)
             done = end
             if timeline is not None:
                 add_to_timeline(timeline, result, rows, options.window)
-    summary = StreamSummary(n_windows, flagged, time.perf_counter() - started, total)
+    summary = StreamSummary(n_windows, flagged, time.perf_counter() - started, total, groups, flagged_groups)
     if timeline is not None and dist.is_main:
         title = f"{recording.path.name}: {flagged} of {n_windows} windows flagged"
         with atomic_path(plot_path) as tmp:  # fixed margins: no tight_layout

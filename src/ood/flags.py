@@ -36,3 +36,11 @@ def add_score_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto_t", type=flag, default=0,
                         help="1: also drop start points whose val errors diverge or are constant (decided on "
                              "val only; the kept t are printed) (default: %(default)s)")
+
+
+def add_integrate_arg(parser: argparse.ArgumentParser) -> None:
+    """``--integrate K``: decide over K consecutive windows of one emission (:mod:`src.ood.decisions`)."""
+    parser.add_argument("--integrate", type=positive_int, default=1,
+                        help="decide over K consecutive windows of one emission (a frame of a processed file; "
+                             "consecutive windows of a raw recording) by the mean of their scores; a frame's tail "
+                             "of fewer than K windows is left out (default: %(default)s, single windows)")

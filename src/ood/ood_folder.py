@@ -4,8 +4,10 @@
   score.py): one row per (signal, t) with columns ``filename`` (sample id ``<file stem>:<index>``),
   ``type`` (val | in | out), ``dataset`` (display name), ``t``, one column per reconstruction
   distance (:data:`src.ood.distances.DISTANCES`) and ``frame``, the independent unit the signal
-  belongs to (the frame its window was cut from; error bars resample these); and ``snr_db``, the
-  signal's SNR in dB, where the processed file records one (ood_detection.py's per-SNR tables);
+  belongs to (the frame its window was cut from; error bars resample these); ``snr_db``, the
+  signal's SNR in dB, where the processed file records one (ood_detection.py's per-SNR tables); and
+  ``snr_est_db``, its blind SNR estimate (:func:`src.dsp.blind_snr_db`; files written before it
+  existed lack it and still read);
 - ``reconstruction.json``: the settings the results were made with (mode, steps, start points, seed);
 - ``.partial/<file stem>.rank<R>.csv``: rows of finished batches of a set not yet complete, so an
   interrupted reconstruction continues where it stopped; removed once the set's results are written;
@@ -33,6 +35,7 @@ from src.ood.distances import DISTANCES
 ID_COLUMNS = ("filename", "type", "dataset", "t")
 UNIT_COLUMN = "frame"  # optional: results written before it existed treat every signal as its own unit
 SNR_COLUMN = "snr_db"  # optional: each signal's SNR in dB, where its processed file records one
+SNR_EST_COLUMN = "snr_est_db"  # optional: each signal's blind SNR estimate in dB (absent in older files)
 FEATURE_COLUMN = "feat"  # the feature baseline's distance (train_features.py runs)
 METRICS = (*DISTANCES, FEATURE_COLUMN)  # the error columns a results file may hold
 SET_TYPES = ("val", "in", "out")
@@ -118,11 +121,12 @@ class OodFolder:
 
 def results_frame(ids: list[str], set_type: str, name: str, starts: list[int],
                   errors: dict[str, np.ndarray], frames: list[str] | None = None,
-                  snr_db: list[float] | None = None) -> pd.DataFrame:
+                  snr_db: list[float] | None = None, snr_est_db: np.ndarray | None = None) -> pd.DataFrame:
     """Rows for one batch: ``errors[metric]`` is [n_starts, B]; rows run signal-major, t ascending.
 
     ``frames``: each signal's independent unit (default: the signal itself). ``snr_db``: each
-    signal's SNR in dB, written as column ``snr_db`` (None: no such column).
+    signal's SNR in dB, written as column ``snr_db`` (None: no such column); ``snr_est_db`` likewise
+    its blind estimate, column ``snr_est_db``.
     """
     n_starts, batch = next(iter(errors.values())).shape
     frame = pd.DataFrame({"filename": np.repeat(np.asarray(ids, dtype=object), n_starts),
@@ -132,6 +136,8 @@ def results_frame(ids: list[str], set_type: str, name: str, starts: list[int],
     frame[UNIT_COLUMN] = np.repeat(np.asarray(ids if frames is None else frames, dtype=object), n_starts)
     if snr_db is not None:
         frame[SNR_COLUMN] = np.repeat(np.asarray(snr_db, dtype=np.float64), n_starts)
+    if snr_est_db is not None:
+        frame[SNR_EST_COLUMN] = np.repeat(np.asarray(snr_est_db, dtype=np.float64), n_starts)
     return frame
 
 

@@ -18,12 +18,13 @@ from src.diffusion.latent import load_space
 from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler
 from src.distributed import Dist, gather_to_main, on_main, shard
+from src.dsp import blind_snr_db
 from src.errors import UserError
 from src.networks import load_trained
 from src.ood.distances import reconstruction_errors
 from src.ood.ood_folder import OodFolder, append_partial, in_sample_order, read_partials, results_frame
 from src.progress import progress
-from src.runtime import WithPrecision
+from src.runtime import WithPrecision, former_auto, resolve_precision
 from src.run import Run
 
 log = logging.getLogger("rfood")
@@ -112,16 +113,43 @@ def build_reconstructor(run: Run, config: dict, num_inference_steps: int, infere
     model = load_trained(config["network"], run.best_checkpoint, device)
     if compile:
         model = torch.compile(model)
-    if precision != "auto":
-        model = WithPrecision(model, precision)
+    if kind == "features":  # no network: float64 statistics, never autocast
+        return FeatureScorer(model)
+    model = WithPrecision(model, resolve_precision(precision, device))
     if kind == "autoencoder":
         return AutoencoderReconstructor(model)
-    if kind == "features":
-        return FeatureScorer(model)
     if kind in ("ddpm", "ldm"):
         return DiffusionReconstructor(model, config, num_inference_steps, inference_skip_factor, seed, device,
                                       mode, max_chains, plms_history)
     raise UserError(f"{run.config_path} describes an unknown kind of run {kind!r}")
+
+
+def reconstruction_precision(flag: str, earlier: dict | None, kind: str, device: torch.device) -> tuple[str, dict]:
+    """(precision to run, its entry for reconstruction.json) for reconstruct.py's ``--precision``.
+
+    ``auto`` continuing a folder (``earlier``: its reconstruction.json) keeps the precision it records. An
+    older folder that records none ran the former auto; run in that, it keeps recording none, so its
+    settings still match. A feature run has no network: fp32, not recorded.
+    """
+    if kind == "features":
+        return "fp32", {}
+    if flag == "auto" and earlier:
+        precision = earlier.get("precision") or former_auto(device)
+        log.info("precision %s: what the earlier results in this folder were made with", precision)
+    else:
+        precision = resolve_precision(flag, device)
+    unrecorded = bool(earlier) and "precision" not in earlier and precision == former_auto(device)
+    return precision, {} if unrecorded else {"precision": precision}
+
+
+def scoring_precision(flag: str | None, settings: dict, device: torch.device) -> str:
+    """score.py's precision: the flag's (``auto`` resolved here), else that of the val reconstruction
+    (reconstruction.json; one that records none ran the former auto), so windows score as the threshold was set."""
+    if flag is not None:
+        return resolve_precision(flag, device)
+    precision = settings.get("precision") or former_auto(device)
+    log.info("precision %s, as the val reconstruction ran (--precision overrides)", precision)
+    return precision
 
 
 def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_size: int, dist: Dist = Dist(),
@@ -150,9 +178,11 @@ def reconstruct_set(reconstructor, dataset: SignalDataset, set_type: str, batch_
         ids = [dataset.ids[int(i)] for i in batch["index"]]
         units = [dataset.units[int(i)] for i in batch["index"]] if hasattr(dataset, "units") else None
         snrs = getattr(dataset, "snr_db", None)
+        iq = batch["signal"].ndim == 3 and batch["signal"].shape[1] == 2  # 1D I/Q windows (not images)
         frames.append(results_frame(ids, set_type, dataset.name, reconstructor.starts,
                                     {k: v.cpu().numpy() for k, v in errors.items()}, units,
-                                    None if snrs is None else [snrs[int(i)] for i in batch["index"]]))
+                                    None if snrs is None else [snrs[int(i)] for i in batch["index"]],
+                                    blind_snr_db(batch["signal"]).numpy() if iq else None))
         if partial is not None:
             append_partial(frames[-1], partial)
     parts = gather_to_main(dist, pd.concat(frames, ignore_index=True) if frames else None)

@@ -17,6 +17,7 @@ from src.io import atomic_path
 from src.ood.detector import Detector, feature_table
 from src.ood.ood_folder import REPORT_DIR, OodFolder
 from src.ood.score_functions import ZScore
+from src.ood.snr import PD_COLUMNS
 
 
 def roc_figure(inside: pd.Series, outs: dict[str, pd.Series], aurocs: pd.Series) -> Figure:
@@ -89,13 +90,16 @@ def snr_figure(table: pd.DataFrame) -> Figure:
 
 def snr_section(table: pd.DataFrame) -> list[str]:
     """report.md's per-SNR section: the table (long form) and its plot."""
-    lines = ["| SNR (dB) | dataset | n_in | n_out | AUROC | FPR@95TPR |", "|---|---|---|---|---|---|"]
+    measures = [column for column in ("AUROC", *PD_COLUMNS, "FPR@95TPR") if column in table.columns]
+    lines = ["| SNR (dB) | dataset | n_in | n_out | " + " | ".join(measures) + " |",
+             "|---|---|---|---|" + "---|" * len(measures)]
     for row in table.sort_values(["snr_lo", "dataset"]).to_dict("records"):
-        auroc, fpr = ("–" if pd.isna(row[key]) else f"{row[key]:.3f}" for key in ("AUROC", "FPR@95TPR"))
+        cells = ("–" if pd.isna(row[key]) else f"{row[key]:.3f}" for key in measures)
         lines.append(f"| {row['snr_lo']:g}..{row['snr_hi']:g} | {row['dataset']} | {row['n_in']} | {row['n_out']} | "
-                     f"{auroc} | {fpr} |")
+                     + " | ".join(cells) + " |")
     return ["## Detection against SNR", "",
-            "The in set's signals of each SNR bin against each out set's signals of the same bin.", "",
+            "The in set's signals of each SNR bin against each out set's signals of the same bin; Pd@PfaX: the share "
+            "of out flagged at the threshold that flags at most X of the bin's in signals (– with fewer than 1/X).", "",
             *lines, "", f"![detection against SNR]({REPORT_DIR}/snr.png)", ""]
 
 

@@ -10,6 +10,9 @@ new in-distribution windows.
 Processed h5 inputs are scored as reconstruct.py reads them. Raw recordings (SigMF, ``.npy``,
 ``*_raw_data.h5``) are streamed in bounded memory, windows ``--hop`` apart, and each flagged window
 gets the band that deviates most (:mod:`src.ood.field_scoring`, :mod:`src.ood.localisation`).
+``--pfa`` sets the threshold per band of estimated SNR and ``--integrate K`` adds a decision over K
+windows with its own cross-fitted threshold (:mod:`src.ood.decisions`); ``--annotate`` writes a
+SigMF recording's flagged segments as a new ``.sigmf-meta`` (:mod:`src.ood.annotations`).
 """
 from __future__ import annotations
 
@@ -29,13 +32,15 @@ from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort
 from src.data.streaming import Recording, open_h5_recording, open_recording
 from src.diffusion.engine import MODES
 from src.distributed import Dist, on_main
-from src.errors import UserError
+from src.errors import CORRUPT_FILE_ERRORS, UserError
+from src.ood.annotations import SegmentCollector, annotation_path, write_annotations
+from src.ood.decisions import Decider, fit_decider, integrate
 from src.ood.detector import Detector, ScoreOptions
-from src.ood.field_scoring import (Clock, FieldOptions, Scorer, StreamSummary, frequency_unit, merged_columns,
-                                   output_columns, recording_clock, row_writer, score_recording)
+from src.ood.field_scoring import (INTEGRATED_COLUMNS, Clock, FieldOptions, Scorer, StreamSummary, frequency_unit,
+                                   merged_columns, output_columns, recording_clock, row_writer, score_recording)
 from src.ood.localisation import SpectralBaseline, val_differences
-from src.ood.ood_folder import OodFolder, as_written, read_results, write_table
-from src.ood.reconstructors import build_reconstructor, reconstruct_set
+from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, as_written, read_results, write_table
+from src.ood.reconstructors import build_reconstructor, reconstruct_set, scoring_precision
 from src.run import Run
 
 log = logging.getLogger("rfood")
@@ -66,6 +71,32 @@ def detector_threshold(detector: Detector, fpr: float) -> tuple[float, float, in
     val_scores = detector.crossfit_val_scores(folds=CROSSFIT_FOLDS, seed=0).to_numpy()
     threshold, achieved = val_threshold(val_scores, fpr)
     return threshold, achieved, len(val_scores)
+
+
+def decide(detector: Detector, val: pd.DataFrame, args) -> tuple[Decider, str, int]:
+    """score.py's decisions from the cross-fitted val scores: the pooled threshold at --fpr (as
+    :func:`detector_threshold`) or one per SNR band at --pfa, and with --integrate K the integrated one
+    (:mod:`src.ood.decisions`). Also the summary's threshold text and the number of val windows."""
+    per_band = getattr(args, "pfa", None) is not None
+    target = args.pfa if per_band else args.fpr
+    crossfit = detector.crossfit_val_scores(folds=CROSSFIT_FOLDS, seed=0)
+    threshold, achieved = val_threshold(crossfit.to_numpy(), target)
+    val_snr = None
+    if per_band:
+        if SNR_EST_COLUMN not in val.columns:
+            raise UserError(f"--pfa sets thresholds per band of the val windows' SNR estimates, but the run's "
+                            f"results_val.csv has no {SNR_EST_COLUMN} column (written before it existed); re-run "
+                            "reconstruct.py --run_val=1 --overwrite=1, or use --fpr")
+        val_snr = val.groupby("filename")[SNR_EST_COLUMN].first()
+    k = getattr(args, "integrate", 1)
+    decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band,
+                                         getattr(args, "snr_band", 5.0), k)
+    tail = (f"{decider.bands.describe()}, val FPR {band_achieved:.4f}" if per_band else
+            f"threshold {threshold:.6g}, target FPR {args.fpr:g}, val FPR {achieved:.4f}")
+    if k > 1:
+        tail += f"; over {k} windows: " + (decider.int_bands.describe() if decider.int_bands is not None else
+                                           f"threshold {decider.int_threshold:.6g}")
+    return decider, tail, len(crossfit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +144,7 @@ def is_raw_h5(path: Path) -> bool:
         with h5py.File(path, "r") as handle:
             data = handle.get("dataset")
             return isinstance(data, h5py.Dataset) and np.issubdtype(data.dtype, np.complexfloating)
-    except OSError as err:
+    except CORRUPT_FILE_ERRORS as err:
         raise UserError(f"cannot read {path} as HDF5 ({err}); --input takes processed h5, *_raw_data.h5, "
                         ".sigmf-meta or .npy files") from err
 
@@ -147,7 +178,7 @@ def inspect_raw(path: Path, options: FieldOptions, localise: bool) -> RawInput:
         clock = recording_clock(recording, options.sample_rate)
     unit = frequency_unit(path, options.units, clock) if localise else None
     n_windows = n_windows if options.first_n is None else min(n_windows, options.first_n)
-    return RawInput(path, n_windows, clock, unit, output_columns(clock, unit))
+    return RawInput(path, n_windows, clock, unit, output_columns(clock, unit, options.integrate))
 
 
 def read_input(path: Path, signal_length: int, args, options: FieldOptions, localise: bool):
@@ -156,6 +187,9 @@ def read_input(path: Path, signal_length: int, args, options: FieldOptions, loca
         raise UserError(f"{path}: pass the recording's .sigmf-meta file, not its .sigmf-data")
     if not path.is_file():
         raise UserError(f"input not found: {path}")
+    if getattr(args, "annotate", False) and not path.name.endswith(SIGMF_META_SUFFIX):
+        raise UserError(f"--annotate=1 writes SigMF annotations of SigMF recordings, but {path} is not a "
+                        f"{SIGMF_META_SUFFIX} file; drop --annotate or score it separately")
     if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path):
         return inspect_raw(path, options, localise)
     if args.hop is not None:
@@ -167,6 +201,18 @@ def read_input(path: Path, signal_length: int, args, options: FieldOptions, loca
                         f"{signal_length}; prepare it with --trim_length={signal_length} or pass the raw "
                         "recording")
     return dataset
+
+
+def check_annotation_targets(args, paths: list[Path], folder: OodFolder) -> None:
+    """--annotate writes ``<csv stem>.sigmf-meta`` beside the CSV: refuse a name that is one of the inputs."""
+    if not getattr(args, "annotate", False):
+        return
+    several = args.out is not None and len(paths) > 1
+    for path in paths:
+        target = annotation_path(Path(args.out) if args.out else folder.scores_file(path.stem), path, several)
+        if target.resolve() == path.resolve():
+            raise UserError(f"--annotate would write its annotations onto the input {path}; give --out another name "
+                            "or folder")
 
 
 def check_stems(paths: list[Path]) -> None:
@@ -181,13 +227,36 @@ def check_stems(paths: list[Path]) -> None:
 # Scoring
 # --------------------------------------------------------------------------------------------------
 
-PROCESSED_COLUMNS = ["filename", "score", "threshold", "ood"]
+PROCESSED_COLUMNS = ["filename", "score", "threshold", "ood", SNR_EST_COLUMN]
 
 
-def score_table(scores: pd.Series, ids: list[str], threshold: float) -> pd.DataFrame:
+def processed_columns(k: int) -> list[str]:
+    return PROCESSED_COLUMNS + (list(INTEGRATED_COLUMNS) if k > 1 else [])
+
+
+def score_table(scores: pd.Series, ids: list[str], decider: Decider, snr_est: pd.Series | None = None,
+                units: list[str] | None = None) -> pd.DataFrame:
+    """One row per window; with ``decider.k`` > 1 each group of K windows of a frame (``units``) also gets its
+    integrated decision, on the row of its last window."""
     values = scores.reindex(ids).to_numpy()
-    return pd.DataFrame({"filename": ids, "score": values, "threshold": threshold,
-                         "ood": (values > threshold).astype(int)})
+    snr = np.full(len(ids), np.nan) if snr_est is None else snr_est.reindex(ids).to_numpy(dtype=np.float64)
+    thresholds = decider.thresholds(snr)
+    table = pd.DataFrame({"filename": ids, "score": values, "threshold": thresholds,
+                          "ood": (values > thresholds).astype(int), SNR_EST_COLUMN: snr})
+    if decider.k > 1:
+        groups = integrate(pd.Series(values, index=ids), None if units is None else pd.Series(units, index=ids),
+                           decider.k)
+        if groups.scores.empty:
+            log.warning("no frame of the input holds %d windows (a processed file without frame_index counts each "
+                        "window as its own frame): its integrated columns stay empty", decider.k)
+        at_last = groups.last.reindex(groups.scores.index).to_numpy()
+        group_snr = groups.mean_of(pd.Series(snr, index=ids)).to_numpy(dtype=np.float64)
+        limits = decider.int_thresholds(group_snr)
+        integrated = pd.DataFrame({INTEGRATED_COLUMNS[0]: groups.scores.to_numpy(), INTEGRATED_COLUMNS[1]: limits,
+                                   INTEGRATED_COLUMNS[2]: (groups.scores.to_numpy() > limits).astype(float)},
+                                  index=at_last)
+        table = table.join(integrated.reindex(ids).reset_index(drop=True))
+    return table
 
 
 def write_scores(table: pd.DataFrame, path: Path) -> None:
@@ -200,7 +269,7 @@ def field_options(args, signal_length: int, carrier_order: int) -> FieldOptions:
     return FieldOptions(window=signal_length, hop=args.hop or signal_length, chunk_windows=args.chunk_windows,
                         batch_size=args.batch_size, normalize=args.normalize, first_n=args.first_n,
                         units=args.units, sample_rate=args.sample_rate, band_z=args.band_z, plot=args.plot,
-                        carrier_order=carrier_order)
+                        carrier_order=carrier_order, integrate=getattr(args, "integrate", 1))
 
 
 def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
@@ -221,17 +290,36 @@ def plot_path(target: Path, path: Path, several: bool) -> Path:
     return target.with_name(f"{target.stem}_{path.stem}.png" if several else f"{target.stem}.png")
 
 
+def collecting(write, collector: SegmentCollector | None):
+    """``write``, also handing each batch's rows to ``collector`` (--annotate)."""
+    if write is None or collector is None:
+        return write
+
+    def both(rows: pd.DataFrame) -> None:
+        write(rows)
+        collector.add(rows)
+    return both
+
+
 def stream_input(item: RawInput, scorer: Scorer, options: FieldOptions, target: Path, shared_write, dist: Dist,
-                 several: bool) -> StreamSummary:
-    """Score one raw recording into ``target`` (or the shared --out writer, which holds ``several`` inputs)."""
+                 several: bool, annotate: bool = False) -> StreamSummary:
+    """Score one raw recording into ``target`` (or the shared --out writer, which holds ``several`` inputs); with
+    ``annotate``, write its flagged segments as a new .sigmf-meta beside ``target``."""
     plot = plot_path(target, item.path, several) if options.plot else None
+    collector = SegmentCollector(options.window, item.unit, item.clock.sample_rate) if annotate else None
     with open_raw(item.path) as recording:
         if shared_write is not None or not dist.is_main:
-            return score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit, shared_write,
-                                   dist, plot)
-        with row_writer(target, item.columns) as write:
-            return score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit, write, dist,
-                                   plot)
+            done = score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit,
+                                   collecting(shared_write, collector), dist, plot)
+        else:
+            with row_writer(target, item.columns) as write:
+                done = score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit,
+                                       collecting(write, collector), dist, plot)
+    if collector is not None and dist.is_main:
+        path = write_annotations(item.path, annotation_path(target, item.path, several), collector.segments,
+                                 item.clock.sample_rate)
+        log.info("wrote %s: %d flagged segment(s) as SigMF annotations", path, len(collector.segments))
+    return done
 
 
 def score_processed(dataset: SignalDataset, scorer: Scorer, args, target: Path, shared_write, dist: Dist):
@@ -239,8 +327,9 @@ def score_processed(dataset: SignalDataset, scorer: Scorer, args, target: Path, 
     frame = reconstruct_set(scorer.reconstructor, dataset, "score", args.batch_size, dist, args.num_workers)
     if not dist.is_main:
         return None
+    snr = frame.groupby("filename")[SNR_EST_COLUMN].first() if SNR_EST_COLUMN in frame.columns else None
     table = score_table(scorer.detector.score_frame(as_written(frame), f"input {dataset.path.name}"), dataset.ids,
-                        scorer.threshold)
+                        scorer.decider, snr, dataset.units)
     if shared_write is not None:
         shared_write(table)
     else:
@@ -253,22 +342,27 @@ def score_all(args, inputs: list, scorer: Scorer, options: FieldOptions, folder:
     """Score every input (rows to --out or to scores_<stem>.csv each); the summary line of each."""
     shared = Path(args.out) if args.out else None
     several = shared is not None and len(inputs) > 1
-    columns = merged_columns([item.columns if isinstance(item, RawInput) else PROCESSED_COLUMNS for item in inputs])
+    k = getattr(args, "integrate", 1)
+    columns = merged_columns([item.columns if isinstance(item, RawInput) else processed_columns(k) for item in inputs])
     summaries = []
     with (row_writer(shared, columns) if shared and dist.is_main else contextlib.nullcontext()) as shared_write:
         for item in inputs:
             target = shared or folder.scores_file(item.path.stem)
             if isinstance(item, RawInput):
-                done = stream_input(item, scorer, options, target, shared_write, dist, several)
+                done = stream_input(item, scorer, options, target, shared_write, dist, several,
+                                    bool(getattr(args, "annotate", False)))
+                groups = f"; {done.flagged_groups} of {done.groups} groups of {k} flagged" if k > 1 else ""
                 summaries.append(f"{item.path.name}: {done.windows} windows of {options.window} samples every "
-                                 f"{options.hop}, {done.flagged} flagged ({done.flagged / done.windows:.1%}) at "
+                                 f"{options.hop}, {done.flagged} flagged ({done.flagged / done.windows:.1%}){groups} at "
                                  f"{done.rates()}; {tail} -> {target}")
                 continue
             table = score_processed(item, scorer, args, target, shared_write, dist)
             if table is not None:
                 flagged = int(table["ood"].sum())
+                groups = (f"; {int((table[INTEGRATED_COLUMNS[2]] == 1).sum())} of "
+                          f"{int(table[INTEGRATED_COLUMNS[0]].notna().sum())} groups of {k} flagged" if k > 1 else "")
                 summaries.append(f"{item.path.name}: {len(table)} windows, {flagged} flagged "
-                                 f"({flagged / len(table):.1%}); {tail} -> {target}")
+                                 f"({flagged / len(table):.1%}){groups}; {tail} -> {target}")
     return summaries
 
 
@@ -281,7 +375,8 @@ def score_inputs(args, dist: Dist) -> None:
     settings = val_settings(folder, config)
     val = load_val(run, folder, settings)
     detector = ScoreOptions.from_args(args).for_run(settings).fit(val)
-    threshold, val_fpr, n_val = detector_threshold(detector, args.fpr)
+    decider, tail, n_val = decide(detector, val, args)
+    threshold = decider.threshold
     signal_length = int(config["data"]["signal_length"])
     paths = [Path(path) for path in args.input]
     check_stems(paths)
@@ -294,12 +389,18 @@ def score_inputs(args, dist: Dist) -> None:
         log.info("bands are not localised: the run removes each window's carrier offset (--carrier_recovery="
                  "%s), so the windows' spectra no longer sit at the recording's frequencies", data.carrier_recovery)
     inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
+    check_annotation_targets(args, paths, folder)
+    if options.integrate > 1 and options.hop != signal_length and any(isinstance(item, RawInput) for item in inputs):
+        log.warning("--integrate %d with --hop %d: the integrated threshold is set on adjacent val windows; overlapping "
+                    "or skipping windows changes how much a group holds, so its false-alarm rate may differ",
+                    options.integrate, options.hop)
 
     reconstructor = build_reconstructor(run, config, settings.get("num_inference_steps", 1),
                                         settings.get("inference_skip_factor", 1), settings["seed"], dist.device,
                                         settings["mode"], args.max_chains,
                                         plms_history=settings.get("plms_history", "reset"),
-                                        precision=args.precision or settings.get("precision", "auto"))
+                                        precision=on_main(dist, scoring_precision, args.precision, settings,
+                                                          dist.device))
     if list(reconstructor.starts) != list(settings["start_points"]):
         raise UserError(f"rebuilding the val reconstruction of {run.path} gives start points "
                         f"{reconstructor.starts}, not those in reconstruction.json; re-run reconstruct.py")
@@ -309,8 +410,8 @@ def score_inputs(args, dist: Dist) -> None:
     streaming = any(isinstance(item, RawInput) for item in inputs)
     baseline = (spectral_baseline(args, config, folder, settings, val, reconstructor, detector, dist)
                 if localise and streaming else None)
-    scorer = Scorer(reconstructor, detector, threshold, baseline, args.band_z, dist.device, with_psd=args.plot)
-    tail = f"threshold {threshold:.6g}, target FPR {args.fpr:g}, val FPR {val_fpr:.4f}"
+    scorer = Scorer(reconstructor, detector, threshold, baseline, args.band_z, dist.device, with_psd=args.plot,
+                    decider=decider)
     summaries = score_all(args, inputs, scorer, options, folder, dist, tail)
     if not dist.is_main:
         return

@@ -1,4 +1,4 @@
-"""Detection against SNR: AUROC and FPR@95TPR per SNR bin, where the results record each signal's SNR.
+"""Detection against SNR: AUROC, Pd at Pfa 1 % and 5 %, FPR@95TPR per SNR bin, where the results record SNRs.
 
 Synthetic data generated with ``--snr_db LO:HI`` gives every frame its own SNR; prep copies it to each
 window (``snr_db`` in the processed files) and reconstruct.py to the results files (column ``snr_db``).
@@ -6,6 +6,11 @@ Here the signals are grouped into bins of ``width`` dB, [k * width, (k + 1) * wi
 the in set's signals of that bin are scored against each out set's signals of the same bin, so one
 row tells how well the detector separates the families at that SNR. A bin that lacks in or out
 signals gets no AUROC (NaN).
+
+``Pd@Pfa1%`` and ``Pd@Pfa5%`` are the detection probability at a set false-alarm rate, a point of
+the same ROC curve: the share of the bin's out signals scored above the threshold that flags at most
+Pfa of the bin's in signals (the floor(Pfa n_in) + 1-th largest in score). A bin with fewer than
+1 / Pfa in signals cannot set that Pfa: NaN.
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ from src.ood.evaluation import auroc, fpr_at_tpr
 from src.ood.ood_folder import SNR_COLUMN
 
 SNR_BIN_DB = 5.0  # default bin width (ood_detection.py --snr_bin)
-SNR_COLUMNS = ["snr_lo", "snr_hi", "dataset", "n_in", "n_out", "AUROC", "FPR@95TPR"]
-MEASURES = ("AUROC", "FPR@95TPR")
+PFAS = (0.01, 0.05)  # the set false-alarm rates of the Pd columns
+PD_COLUMNS = [f"Pd@Pfa{pfa:.0%}" for pfa in PFAS]
+SNR_COLUMNS = ["snr_lo", "snr_hi", "dataset", "n_in", "n_out", "AUROC", *PD_COLUMNS, "FPR@95TPR"]
+MEASURES = ("AUROC", *PD_COLUMNS, "FPR@95TPR")
 
 
 def signal_snrs(frame: pd.DataFrame) -> pd.Series | None:
@@ -56,10 +63,22 @@ def snr_table(in_scores: pd.Series, outs: dict[str, pd.Series], in_snrs: pd.Seri
     return pd.DataFrame(rows, columns=SNR_COLUMNS) if rows else None
 
 
+def pd_at_pfa(in_scores: np.ndarray, out_scores: np.ndarray, pfa: float) -> float:
+    """Share of out scores above the threshold that flags at most ``pfa`` of the in scores (NaN: too few in)."""
+    in_scores, out_scores = np.sort(np.asarray(in_scores, dtype=float)), np.asarray(out_scores, dtype=float)
+    allowed = int(np.floor(pfa * len(in_scores) + 1e-9))  # in scores that may lie above the threshold
+    if allowed < 1 or len(out_scores) == 0:
+        return np.nan
+    threshold = in_scores[len(in_scores) - allowed - 1]
+    return float(np.mean(out_scores > threshold))
+
+
 def bin_row(in_scores: np.ndarray, out_scores: np.ndarray, lower: float, width: float, name: str) -> dict:
     both = len(in_scores) > 0 and len(out_scores) > 0
     return {"snr_lo": lower, "snr_hi": lower + width, "dataset": name, "n_in": len(in_scores),
             "n_out": len(out_scores), "AUROC": auroc(in_scores, out_scores) if both else np.nan,
+            **{column: pd_at_pfa(in_scores, out_scores, pfa) if both else np.nan
+               for column, pfa in zip(PD_COLUMNS, PFAS)},
             "FPR@95TPR": fpr_at_tpr(in_scores, out_scores) if both else np.nan}
 
 

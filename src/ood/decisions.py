@@ -1,0 +1,249 @@
+"""Decisions the way a receiver makes them: over an observation of K windows, at a false-alarm rate set per SNR.
+
+**Integration** (``--integrate K``, ood_detection.py and score.py). A monitor sees many windows of one
+emission; it decides on K consecutive windows of it together. Windows are grouped in their order
+within their emission (a frame of a processed file: the windows sharing a frame id; a raw
+recording: consecutive windows, within each frame of a frame source), K at a time from the first;
+a frame's tail of fewer than K windows forms no group and is left out (so every integrated score
+averages exactly K windows and shares one null distribution). The integrated score is the **mean of
+the K per-window scores**: for the default score, the squared Mahalanobis distance of each window's
+log errors, the mean is 2/K times the Gaussian negative log-likelihood of the K windows under the val
+model (up to a constant): the likelihood-ratio statistic of the observation against the val
+distribution when the windows are independent, and it stays calibrated when they are not, because
+its threshold comes from val windows integrated the same way (cross-fitted, whole frames held out).
+It serves every score (zmean, pooled, ...) unchanged and stays on the per-window scale.
+
+**False alarms per SNR band** (``score.py --pfa``). A threshold fitted on val windows of all SNRs
+together flags windows of some SNRs far more often than others (the score moves with SNR). Here
+windows are grouped in bands of ``width`` dB of their blind SNR estimate (``snr_est_db``,
+:func:`src.dsp.blind_snr_db`), [k width, (k + 1) width), and each band gets the (1 - Pfa) quantile of
+the cross-fitted val scores that fall in it. A band needs at least ``MIN_EXCEEDANCES / Pfa`` val
+windows (at Pfa 1 %: 500), so its threshold rests on some val windows above it; a band with fewer,
+and any SNR outside val's bands, uses the pooled threshold (the quantile of all val scores), and the
+log says which bands do.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from src.errors import UserError
+
+log = logging.getLogger("rfood")
+SNR_BAND_DB = 5.0  # default width of the SNR bands (score.py --snr_band)
+MIN_EXCEEDANCES = 5  # val windows a band needs above its threshold (in expectation) to get its own
+
+
+# --------------------------------------------------------------------------------------------------
+# Integration over K windows of one emission
+# --------------------------------------------------------------------------------------------------
+
+def sample_index(ids: pd.Index) -> np.ndarray:
+    """The window index of ids ``<stem>:<index>`` (their order within a file), or their position where not numeric."""
+    tail = pd.Series(ids.astype(str)).str.rsplit(":", n=1).str[-1]
+    numeric = pd.to_numeric(tail, errors="coerce")
+    return np.where(numeric.isna(), np.arange(len(ids)), numeric.fillna(0)).astype(np.int64)
+
+
+@dataclass
+class Integrated:
+    """Scores of groups of K consecutive windows of one emission.
+
+    ``scores``: group id -> mean window score; ``units``: group id -> the frame it lies in (the
+    independent unit, for the bootstrap); ``members``: window id -> its group id (windows in complete
+    groups only); ``last``: group id -> the id of its last window; ``left_out``: windows in frame tails
+    shorter than K.
+    """
+
+    k: int
+    scores: pd.Series
+    units: pd.Series
+    members: pd.Series
+    last: pd.Series
+    left_out: int
+
+    def mean_of(self, values: pd.Series) -> pd.Series:
+        """Per-group mean of a per-window quantity (e.g. the SNR estimate), indexed by group id."""
+        return values.reindex(self.members.index).groupby(self.members.to_numpy()).mean().reindex(self.scores.index)
+
+
+def integrate(scores: pd.Series, units: pd.Series | None, k: int) -> Integrated:
+    """Mean score of each group of ``k`` consecutive windows within a frame (see the module docstring).
+
+    ``scores`` are indexed by window id (``<stem>:<index>``); ``units`` maps each id to its frame (None,
+    or an id missing from it: the window is its own frame). Group ids are ``<frame>/<first index>+<k>``.
+    """
+    if k < 1:
+        raise UserError(f"--integrate must be a positive number of windows, got {k}")
+    ids = scores.index
+    frames = (units.reindex(ids) if units is not None else pd.Series(np.nan, index=ids, dtype=object))
+    frames = pd.Series(np.where(frames.isna(), ids.to_numpy(dtype=object), frames.to_numpy(dtype=object)), index=ids)
+    order = pd.DataFrame({"frame": frames.astype(str).to_numpy(), "index": sample_index(ids), "id": ids.to_numpy(),
+                          "score": scores.to_numpy(dtype=float)})
+    order = order.sort_values(["frame", "index"], kind="stable")
+    position = order.groupby("frame", sort=False).cumcount().to_numpy()
+    size = order.groupby("frame", sort=False)["id"].transform("size").to_numpy()
+    complete = position < size // k * k
+    kept = order[complete].assign(group=position[complete] // k)
+    first = kept.groupby(["frame", "group"], sort=False)["index"].transform("first")
+    kept = kept.assign(group_id=kept["frame"] + "/" + first.astype(str) + f"+{k}")
+    grouped = kept.groupby("group_id", sort=False)
+    group_scores = grouped["score"].mean().rename("integrated")
+    return Integrated(k, group_scores, grouped["frame"].first(), pd.Series(kept["group_id"].to_numpy(),
+                      index=kept["id"].to_numpy()), grouped["id"].last(), int((~complete).sum()))
+
+
+def integrated_sets(scores: dict[str, pd.Series], units: dict[str, pd.Series | None], k: int) -> dict[str, Integrated]:
+    """:func:`integrate` for every set; refuses a set that gives no group (every frame shorter than ``k``)."""
+    done = {}
+    for name, values in scores.items():
+        done[name] = integrate(values, units.get(name), k)
+        if done[name].scores.empty:
+            longest = integrate(values, units.get(name), 1).units.value_counts().max()
+            raise UserError(f"--integrate {k}: no frame of {name} holds {k} windows (at most {longest}; results "
+                            "without a frame column count each window as its own frame); lower --integrate")
+    left_out = sum(item.left_out for item in done.values())
+    if left_out:
+        log.info("--integrate %d: %d windows in frame tails shorter than %d are left out", k, left_out, k)
+    return done
+
+
+class StreamIntegrator:
+    """Integration of a raw recording's windows as they arrive (in order, batch after batch).
+
+    Window i of a stream sits at position i (in a frame source [frames, L]: i mod windows per frame);
+    groups start at positions 0, K, 2K, ...; the group's mean score is emitted on its last window (the
+    moment a receiver has seen all K), NaN elsewhere. A frame's tail shorter than K emits nothing.
+    """
+
+    def __init__(self, k: int, per_frame: int | None = None) -> None:
+        self.k, self.per_frame = k, per_frame
+        self.scores: list[float] = []
+        self.snrs: list[float] = []
+
+    def __call__(self, indices: np.ndarray, scores: np.ndarray, snrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The integrated score and mean SNR estimate per window of a batch (NaN where no group ends)."""
+        out_scores, out_snrs = np.full(len(indices), np.nan), np.full(len(indices), np.nan)
+        for row, (index, score, snr) in enumerate(zip(indices, scores, snrs)):
+            position = int(index) % self.per_frame if self.per_frame else int(index)
+            if position % self.k == 0:
+                self.scores, self.snrs = [], []
+            self.scores.append(float(score))
+            self.snrs.append(float(snr))
+            if position % self.k == self.k - 1 and len(self.scores) == self.k:
+                out_scores[row], out_snrs[row] = np.mean(self.scores), np.mean(self.snrs)
+        return out_scores, out_snrs
+
+
+# --------------------------------------------------------------------------------------------------
+# Thresholds: pooled, or per SNR band
+# --------------------------------------------------------------------------------------------------
+
+def upper_quantile(scores: np.ndarray, target: float) -> float:
+    """The (1 - target) quantile, as :func:`src.ood.scoring_stage.val_threshold` sets it (flag: score above)."""
+    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - target))
+
+
+def band_edges(snr_db: np.ndarray, width: float) -> np.ndarray:
+    """The lower edge of each SNR's band, floor(snr / width) * width (NaN stays NaN)."""
+    return np.floor(np.asarray(snr_db, dtype=np.float64) / width) * width
+
+
+@dataclass
+class BandThresholds:
+    """A threshold per ``width`` dB band of estimated SNR, and the pooled one for every other SNR."""
+
+    target: float
+    width: float
+    pooled: float
+    bands: dict[float, float] = field(default_factory=dict)  # lower edge -> threshold
+    counts: dict[float, int] = field(default_factory=dict)  # lower edge -> val windows (all bands seen in val)
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, snr_db: np.ndarray, target: float, width: float = SNR_BAND_DB,
+            what: str = "window") -> BandThresholds:
+        """Thresholds from cross-fitted val ``scores`` and their SNR estimates (the quantile per band)."""
+        if not width > 0:
+            raise UserError(f"--snr_band must be a positive number of dB, got {width}")
+        scores, edges = np.asarray(scores, dtype=np.float64), band_edges(snr_db, width)
+        needed = math.ceil(MIN_EXCEEDANCES / target)
+        fitted = cls(target, width, upper_quantile(scores, target))
+        for lower in np.unique(edges[np.isfinite(edges)]):
+            inside = edges == lower
+            fitted.counts[float(lower)] = int(inside.sum())
+            if inside.sum() >= needed:
+                fitted.bands[float(lower)] = upper_quantile(scores[inside], target)
+        fallback = sorted(set(fitted.counts) - set(fitted.bands))
+        log.info("Pfa %g per %g dB SNR band (%s scores): own thresholds for %s; the pooled threshold %.6g for %s "
+                 "(fewer than %d val %ss) and for SNRs outside them", target, width, what,
+                 ", ".join(band_label(lower, width) for lower in sorted(fitted.bands)) or "no band",
+                 fitted.pooled, ", ".join(band_label(lower, width) for lower in fallback) or "no other band",
+                 needed, what)
+        return fitted
+
+    def __call__(self, snr_db: np.ndarray) -> np.ndarray:
+        """The threshold of each SNR estimate's band (the pooled one where its band has none)."""
+        edges = band_edges(snr_db, self.width)
+        return np.array([self.bands.get(float(lower), self.pooled) if np.isfinite(lower) else self.pooled
+                         for lower in np.atleast_1d(edges)], dtype=np.float64)
+
+    def describe(self) -> str:
+        return (f"thresholds per {self.width:g} dB SNR band at Pfa {self.target:g} ({len(self.bands)} band(s) of their "
+                f"own, pooled {self.pooled:.6g} elsewhere)")
+
+
+def band_label(lower: float, width: float) -> str:
+    return f"{lower:g}..{lower + width:g} dB"
+
+
+@dataclass
+class Decider:
+    """How score.py turns scores into flags: the per-window threshold (pooled, or per SNR band) and, with
+    ``k`` > 1, the integrated score's own (pooled or per band)."""
+
+    threshold: float
+    bands: BandThresholds | None = None
+    k: int = 1
+    int_threshold: float | None = None
+    int_bands: BandThresholds | None = None
+
+    def thresholds(self, snr_db: np.ndarray) -> np.ndarray:
+        return self.bands(snr_db) if self.bands is not None else np.full(len(snr_db), self.threshold)
+
+    def int_thresholds(self, snr_db: np.ndarray) -> np.ndarray:
+        if self.int_bands is not None:
+            return self.int_bands(snr_db)
+        return np.full(len(snr_db), np.nan if self.int_threshold is None else self.int_threshold)
+
+
+def fit_decider(crossfit: pd.Series, val_units: pd.Series | None, val_snr: pd.Series | None, target: float,
+                per_band: bool, width: float, k: int) -> tuple[Decider, float]:
+    """The :class:`Decider` from cross-fitted val scores (indexed by val window id), and the achieved val FPR of
+    the per-window decision. ``val_snr`` (window id -> snr_est_db) is needed with ``per_band``."""
+    values = crossfit.to_numpy(dtype=np.float64)
+    threshold = upper_quantile(values, target)
+    bands = None
+    if per_band:
+        bands = BandThresholds.fit(values, val_snr.reindex(crossfit.index).to_numpy(dtype=np.float64), target, width)
+        achieved = float(np.mean(values > bands(val_snr.reindex(crossfit.index).to_numpy(dtype=np.float64))))
+    else:
+        achieved = float(np.mean(values > threshold))
+    decider = Decider(threshold, bands, k)
+    if k > 1:
+        integrated = integrate(crossfit, val_units, k)
+        if integrated.scores.empty:
+            raise UserError(f"--integrate {k}: no val frame holds {k} windows, so the integrated threshold cannot be "
+                            "set (results_val.csv without a frame column counts each window as its own frame); "
+                            "lower --integrate or prepare val with frames of more windows")
+        decider.int_threshold = upper_quantile(integrated.scores.to_numpy(), target)
+        if per_band:
+            decider.int_bands = BandThresholds.fit(integrated.scores.to_numpy(),
+                                                   integrated.mean_of(val_snr).to_numpy(dtype=np.float64), target,
+                                                   width, what=f"{k}-window group")
+        log.info("--integrate %d: integrated threshold %.6g from %d cross-fitted val groups of %d windows", k,
+                 decider.int_threshold, len(integrated.scores), k)
+    return decider, achieved

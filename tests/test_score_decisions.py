@@ -1,0 +1,172 @@
+"""score.py's receiver-style outputs on a tiny trained run: the SNR estimate column, --integrate, --pfa and SigMF
+annotations out (--annotate), the latter on a recording with a planted interferer (tests/test_field.py's)."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import sigmf
+import torch
+
+from conftest import TINY_NET, assert_one_line_error, make_processed, run_cli, run_inline
+from src.dsp import blind_snr_db
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+from src.ood.ood_folder import read_results
+from test_field import HIT, INTERFERER, N_WINDOWS, RATE, WINDOW, tone_stream, with_interferer
+
+BATCH, PER_FRAME, CENTRE = 8, 4, 2.4e9
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The Tone/Noise files of conftest (24 windows of 48 samples each) with frames of 4 windows (frame_index); a
+    tiny run on Tone (30 epochs, as tests/test_field.py's), val, in and out reconstructed at 4 start points."""
+    root = tmp_path_factory.mktemp("decisions")
+    data = make_processed(root / "data")
+    for path in data.values():
+        with h5py.File(path, "a") as handle:
+            handle["frame_index"] = np.repeat(np.arange(24 // PER_FRAME), PER_FRAME)
+    runs = root / "runs"
+    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
+            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
+            "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3")
+    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
+            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
+            "--num_inference_steps=100", f"--batch_size={BATCH}")
+    return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+
+
+def score(run, *args, check=True):
+    runner = run_cli if check else run_inline
+    return runner("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--batch_size={BATCH}", *args)
+
+
+def crossfit(run) -> pd.Series:
+    """The cross-fitted val scores in window order (val:0, val:1, ...)."""
+    val = read_results(run["run"] / "ood" / "results_val.csv")
+    scores = fit_detector(val, DEFAULT_METRICS, DEFAULT_SCORE).crossfit_val_scores()
+    return scores.iloc[np.argsort(scores.index.str.rsplit(":", n=1).str[-1].astype(int).to_numpy())]
+
+
+def file_snr(path) -> np.ndarray:
+    with h5py.File(path, "r") as handle:
+        return blind_snr_db(torch.from_numpy(handle["dataset"][()])).numpy()
+
+
+def test_results_files_record_each_windows_snr_estimate(run):
+    results = read_results(run["run"] / "ood" / "results_in.csv")
+    estimates = results.groupby("filename", sort=False)["snr_est_db"].first()
+    assert list(estimates.index) == [f"Tone_raw_data_test:{i}" for i in range(24)]
+    np.testing.assert_allclose(estimates.to_numpy(), file_snr(run["data"]["Tone_test"]), atol=1e-5)
+    noise = read_results(run["run"] / "ood" / "results_Noise.csv").groupby("filename")["snr_est_db"].first()
+    assert noise.median() < 0 < estimates.min()  # white noise fills the band: no floor below it; a tone leaves one
+
+
+def test_integrate_adds_the_mean_of_each_frames_window_pairs_against_its_own_threshold(run):
+    """--integrate 2 on frames of 4 windows: groups (0, 1), (2, 3), ... The integrated score sits on each group's
+    second row; its threshold is the 0.8 quantile of the cross-fitted val scores averaged the same way."""
+    score(run, f"--input={run['data']['Tone_test']}", "--fpr=0.2", "--integrate=2")
+    table = pd.read_csv(run["run"] / "ood" / "scores_Tone_raw_data_test.csv")
+    assert list(table.columns) == ["filename", "score", "threshold", "ood", "snr_est_db", "score_int",
+                                   "threshold_int", "ood_int"]
+    pairs = table["score"].to_numpy().reshape(-1, 2).mean(axis=1)
+    np.testing.assert_allclose(table["score_int"].to_numpy()[1::2], pairs, rtol=1e-6)
+    assert table["score_int"].iloc[0::2].isna().all() and table["ood_int"].iloc[0::2].isna().all()
+    val_pairs = crossfit(run).to_numpy().reshape(-1, 2).mean(axis=1)  # val windows in frame order, 4 per frame
+    assert table["threshold_int"].iloc[1] == pytest.approx(np.quantile(val_pairs, 0.8), rel=1e-5)
+    assert (table["ood_int"].iloc[1::2] == (table["score_int"] > table["threshold_int"]).iloc[1::2]).all()
+    np.testing.assert_allclose(table["snr_est_db"], file_snr(run["data"]["Tone_test"]), atol=1e-5)
+
+
+def test_pfa_with_too_few_val_windows_per_band_uses_the_pooled_threshold_and_says_so(run):
+    """24 val windows are fewer than the 5 / 0.05 = 100 a band needs: every window gets the pooled threshold."""
+    result = score(run, f"--input={run['data']['Tone_test']}", "--pfa=0.05")
+    table = pd.read_csv(run["run"] / "ood" / "scores_Tone_raw_data_test.csv")
+    assert table["threshold"].to_numpy() == pytest.approx(np.quantile(crossfit(run), 0.95), rel=1e-5)
+    assert "thresholds per 5 dB SNR band at Pfa 0.05 (0 band(s) of their own" in result.stdout
+    assert "the pooled threshold" in result.stdout and "fewer than 100 val windows" in result.stdout
+
+
+def test_pfa_needs_snr_estimates_in_val_and_excludes_fpr(run, tmp_path):
+    old = tmp_path / "runs" / "tiny"
+    shutil.copytree(run["run"], old)
+    results = pd.read_csv(old / "ood" / "results_val.csv")
+    results.drop(columns="snr_est_db").to_csv(old / "ood" / "results_val.csv", index=False)
+    given = [f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny", f"--input={run['data']['Tone_test']}"]
+    assert_one_line_error(run_inline("score.py", *given, "--pfa=0.01"), "snr_est_db", "reconstruct.py")
+    assert_one_line_error(run_inline("score.py", *given, "--pfa=0.01", "--fpr=0.05"), "--pfa", "--fpr")
+    assert_one_line_error(run_inline("score.py", *given, "--annotate=1"), "--annotate", "sigmf-meta")
+
+
+# ---------------------------------------------------------------------------------------------- SigMF annotations
+
+def write_capture(path, samples: np.ndarray):
+    """A SigMF recording at RATE with its centre frequency (core:frequency) and start time."""
+    data_path = path.with_suffix(".sigmf-data")
+    samples.astype(np.complex64).tofile(data_path)
+    meta = sigmf.SigMFFile(global_info={"core:datatype": "cf32_le", "core:sample_rate": RATE}, data_file=data_path)
+    meta.add_capture(0, metadata={"core:datetime": "2024-05-01T12:00:00+00:00", "core:frequency": CENTRE})
+    meta.tofile(path.with_suffix(".sigmf-meta"))
+    return path.with_suffix(".sigmf-meta")
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def annotated(run):
+    recording = run["root"] / "capture" / "capture.sigmf-meta"
+    recording.parent.mkdir()
+    write_capture(recording.with_suffix(""), with_interferer(tone_stream(N_WINDOWS * WINDOW + 5)))
+    before = {path.name: digest(path) for path in recording.parent.iterdir()}
+    out = run["root"] / "results" / "capture.csv"
+    result = score(run, f"--input={recording}", f"--out={out}", "--annotate=1", "--fpr=0.05")
+    return recording, before, out, pd.read_csv(out), result
+
+
+def test_annotations_read_back_valid_with_the_flagged_segments_where_the_interferer_is(annotated):
+    recording, before, out, table, result = annotated
+    meta_path = out.with_name("capture.sigmf-meta")
+    assert f"wrote {meta_path}" in result.stdout
+    meta = sigmf.fromfile(meta_path)
+    meta.validate()
+    annotations = meta.get_annotations()
+    flagged = table.index[table["ood"] == 1].to_numpy()
+    runs = np.split(flagged, np.flatnonzero(np.diff(flagged) > 1) + 1) if len(flagged) else []
+    assert len(annotations) == len(runs) >= 1  # consecutive flagged windows merged into one segment each
+    for annotation, windows in zip(annotations, runs):
+        assert annotation["core:sample_start"] == windows[0] * WINDOW
+        assert annotation["core:sample_count"] == len(windows) * WINDOW
+        assert annotation["core:label"] == "ood" and annotation["rfood:windows"] == len(windows)
+        assert annotation["rfood:score"] == pytest.approx(table["score"].iloc[windows].max(), rel=1e-6)
+        assert annotation["rfood:score"] > annotation["rfood:threshold"] and "score" in annotation["core:comment"]
+    hit = [a for a in annotations if a["core:sample_start"] < HIT.stop * WINDOW
+           and a["core:sample_start"] + a["core:sample_count"] > HIT.start * WINDOW]
+    assert len(hit) == 1 and hit[0]["core:sample_start"] <= HIT.start * WINDOW, annotations
+    assert hit[0]["core:sample_start"] + hit[0]["core:sample_count"] >= HIT.stop * WINDOW
+    interferer_hz, bin_hz = CENTRE + INTERFERER * RATE, RATE / WINDOW
+    assert hit[0]["core:freq_lower_edge"] - bin_hz <= interferer_hz <= hit[0]["core:freq_upper_edge"] + bin_hz
+    assert hit[0]["core:freq_upper_edge"] < CENTRE  # the interferer is below the centre, the tone above it
+
+
+def test_annotations_point_at_the_recordings_samples_and_leave_the_input_untouched(annotated):
+    recording, before, out, _, _ = annotated
+    assert {path.name: digest(path) for path in recording.parent.iterdir()} == before
+    meta = sigmf.fromfile(out.with_name("capture.sigmf-meta"))
+    source = sigmf.fromfile(recording)
+    np.testing.assert_array_equal(meta.read_samples(0, 100), source.read_samples(0, 100))
+    assert meta.get_global_field("core:sample_rate") == RATE
+    assert meta.get_captures()[0]["core:frequency"] == CENTRE
+    assert {"name": "rfood", "version": "1.0.0", "optional": True} in meta.get_global_field("core:extensions")
+
+
+def test_annotate_refuses_to_write_onto_its_input(annotated, run):
+    recording, *_ = annotated
+    result = score(run, f"--input={recording}", f"--out={recording.with_suffix('.csv')}", "--annotate=1",
+                   check=False)
+    assert_one_line_error(result, "--annotate", "onto the input")
