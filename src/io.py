@@ -75,7 +75,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             warnings.simplefilter("ignore")  # torch warns in several lines (e.g. "Detected pickle protocol") on junk
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt file fails anywhere in torch's readers (IndexError, KeyError, ...)
-        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+        if isinstance(err, pickle.UnpicklingError) and "unsupported global" in str(err).lower():
             raise UserError(
                 f"refusing to load {path}: it holds Python objects, not only tensors and plain values "
                 "(loading it could run code); use a checkpoint written by this toolkit"

@@ -48,7 +48,8 @@ def test_results_files_have_the_contract_columns(pipeline):
     for path in ood.glob("results_*.csv"):
         frame = pd.read_csv(path)
         assert list(frame.columns[:8]) == ["filename", "type", "dataset", "t", "mse", "mae", "env", "lsd"]
-        assert set(frame.columns[8:]) == {"frame", "snr_db"}  # the synthetic data record each frame's SNR
+        assert set(frame.columns[8:]) == {"frame", "snr_db", "snr_est_db"}  # the generator SNR, the blind estimate
+        assert np.isfinite(frame["snr_est_db"]).all()
         per_frame = frame.drop_duplicates("filename").groupby("frame").size()
         assert (per_frame <= 8).all() and per_frame.index.str.contains(":frame").all()  # 8 windows per frame
         assert sorted(frame["t"].unique()) == [10, 330, 650, 970]

@@ -1,4 +1,6 @@
 """Signal and codebook figures, and the TensorBoard figures and scalars every trainer logs at evaluation."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,7 @@ def test_ddpm_figure_denoises_from_t250_back_to_the_signals_with_an_ideal_model(
     trainer = DiffusionTrainer.__new__(DiffusionTrainer)  # only what figures() reads
     trainer.config, trainer.space, trainer.b_scale, trainer.epoch = {"kind": "ddpm", "scheduler": scheduler}, \
         SignalSpace(), 2.0, 3
+    trainer.settings = SimpleNamespace(precision="fp32")
     alphas_cumprod = build_ddpm_scheduler(scheduler).alphas_cumprod
     trainer.model, trainer.ema = OracleDenoiser(2.0 * x, alphas_cumprod), None
     (tag, figure), = trainer.figures(x).items()
