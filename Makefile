@@ -123,11 +123,12 @@ $(SNR_RESULTS): $(RUNS)/$(SNR_RUN)/checkpoint.pth $(SNR_PREPARED)
 demo-snr: $(SNR_RESULTS)
 	$(PY) ood_detection.py --output_dir=$(RUNS) --model_name=$(SNR_RUN)
 
-# The default score chosen on four synthetic draws that share nothing with the demo data (docs/benchmarks.md).
+# The defaults (score, front end) chosen on synthetic draws that share nothing with the reported data (docs/benchmarks.md).
 bench-selection: $(STAMP)
 	$(PY) benchmarks/bench_selection.py --work_dir=$(DEMO)/selection
 
-# Near-OOD families with QPSK's spectrum, carrier offset and SNR varied: every model family and the baselines.
+# The reported benchmarks (data that chose nothing): hard (QPSK's near neighbours, offset, 5-20 dB), qam (16-QAM's
+# neighbours) and the demo's physics; every model family and the baselines, front end off and auto (hours on 2 cores).
 bench-hard: $(STAMP)
 	$(PY) benchmarks/bench_hard.py --work_dir=$(DEMO)/hard
 
