@@ -62,10 +62,14 @@ LINE_GUARD = 2  # unpadded bins either side of a line's peak left out of its bac
 CARRIER_REFERENCE = {2: 1.0, 4: -1.0, 8: 1.0}
 
 
-def power_spectrum(signals: torch.Tensor, order: int, pad: int = CARRIER_FFT_PAD) -> torch.Tensor:
-    """|FFT(z^M)|^2 of each window's I + jQ raised to ``order``, zero-padded to ``pad`` T: [..., pad T]."""
-    z = as_complex(signals).to(torch.complex128)
+def power_spectrum(z: torch.Tensor, order: int, pad: int = CARRIER_FFT_PAD) -> torch.Tensor:
+    """|FFT(z^M)|^2 of complex windows z [..., T] raised to ``order``, zero-padded to ``pad`` T: [..., pad T]."""
     return torch.fft.fft(z.pow(order), n=pad * z.shape[-1], dim=-1).abs().pow(2)
+
+
+def as_complex128(signals: torch.Tensor) -> torch.Tensor:
+    """I + jQ of signals [..., 2, T] in double precision (z^8 of a peaky window needs the range)."""
+    return as_complex(signals).to(torch.complex128)
 
 
 def line_strength_db(spectrum: torch.Tensor, pad: int = CARRIER_FFT_PAD) -> torch.Tensor:
@@ -89,7 +93,8 @@ def power_line_strengths(signals: torch.Tensor, orders=CARRIER_ORDERS) -> torch.
 
     Invariant to carrier offset and phase: a rotation only moves the line.
     """
-    return torch.stack([line_strength_db(power_spectrum(signals, order)) for order in orders], dim=-1)
+    z = as_complex128(signals)
+    return torch.stack([line_strength_db(power_spectrum(z, order)) for order in orders], dim=-1)
 
 
 def peak_frequency(spectrum: torch.Tensor) -> torch.Tensor:
@@ -118,14 +123,8 @@ def estimate_carrier(signals: torch.Tensor, order: int) -> tuple[torch.Tensor, t
     the textbook constellation gives it, divided by M: known only modulo 2 pi / M (the M-fold
     ambiguity every blind estimator has; a constellation with M-fold symmetry looks the same).
     """
-    if order not in CARRIER_REFERENCE:
-        raise ValueError(f"carrier recovery order must be one of {sorted(CARRIER_REFERENCE)}, got {order}")
-    offset = peak_frequency(power_spectrum(signals, order)) / order
-    z = as_complex(signals).to(torch.complex128)
-    n = torch.arange(z.shape[-1], device=z.device, dtype=torch.float64)
-    derotated = z * torch.polar(torch.ones_like(n), -2 * torch.pi * offset[..., None] * n)
-    moment = derotated.pow(order).mean(dim=-1) * CARRIER_REFERENCE[order]
-    return offset, torch.angle(moment) / order
+    offset, phase, _ = carrier_of(as_complex128(signals), order)
+    return offset, phase
 
 
 def recover_carrier(signals: torch.Tensor, order: int) -> torch.Tensor:
@@ -133,22 +132,32 @@ def recover_carrier(signals: torch.Tensor, order: int) -> torch.Tensor:
 
     Batched and on the signals' device; the power of every window is unchanged.
     """
-    offset, phase = estimate_carrier(signals, order)
-    z = as_complex(signals).to(torch.complex128)
-    n = torch.arange(z.shape[-1], device=z.device, dtype=torch.float64)
-    angle = -(2 * torch.pi * offset[..., None] * n + phase[..., None])
-    recovered = z * torch.polar(torch.ones_like(angle), angle)
+    _, phase, derotated = carrier_of(as_complex128(signals), order)
+    recovered = derotated * torch.polar(torch.ones_like(phase), -phase)[..., None]
     return torch.stack([recovered.real, recovered.imag], dim=-2).to(signals.dtype)
+
+
+def carrier_of(z: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Offset and phase of complex windows z [B, T] (as :func:`estimate_carrier`), and z with the offset removed."""
+    if order not in CARRIER_REFERENCE:
+        raise ValueError(f"carrier recovery order must be one of {sorted(CARRIER_REFERENCE)}, got {order}")
+    offset = peak_frequency(power_spectrum(z, order)) / order
+    n = torch.arange(z.shape[-1], device=z.device, dtype=torch.float64)
+    derotated = z * torch.polar(torch.ones_like(n), -2 * torch.pi * offset[..., None] * n)
+    moment = derotated.pow(order).mean(dim=-1) * CARRIER_REFERENCE[order]
+    return offset, torch.angle(moment) / order, derotated
 
 
 AUTO_MARGIN_DB = 3.0  # a power's line "stands out" when its median strength beats noise's by this much
 NOISE_REFERENCE_WINDOWS = 256
 
 
-def noise_line_strengths(length: int, orders=CARRIER_ORDERS) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def noise_line_strengths(length: int, orders: tuple[int, ...] = CARRIER_ORDERS) -> torch.Tensor:
     """Median line strength (dB) of complex white Gaussian noise windows of ``length`` samples, per order.
 
-    The level a window with no line reaches by chance; seeded, so the same for every run.
+    The level a window with no line reaches by chance; seeded, so the same for every run (computed once
+    per length).
     """
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn((NOISE_REFERENCE_WINDOWS, 2, length), generator=generator)
@@ -163,7 +172,7 @@ def choose_carrier_order(signals: torch.Tensor, orders=CARRIER_ORDERS) -> tuple[
     the windows' median strength per order and noise's, both in dB.
     """
     seen = power_line_strengths(signals, orders).median(dim=0).values
-    noise = noise_line_strengths(signals.shape[-1], orders)
+    noise = noise_line_strengths(int(signals.shape[-1]), tuple(orders))
     strengths = {order: float(value) for order, value in zip(orders, seen)}
     reference = {order: float(value) for order, value in zip(orders, noise)}
     chosen = next((order for order in orders if strengths[order] - reference[order] >= AUTO_MARGIN_DB), 0)
@@ -203,7 +212,7 @@ SNR_REFERENCE_WINDOWS = 256
 
 def spectrogram_floor(signals: torch.Tensor) -> torch.Tensor:
     """The uncalibrated noise level of each window (steps 1 and 2 above): [..., 2, T] -> float64 [...]."""
-    z = as_complex(signals).to(torch.complex128)
+    z = as_complex128(signals)
     length = z.shape[-1]
     segment = min(SNR_SEGMENT, length)
     hop = max(1, min(SNR_HOP, segment // 4))

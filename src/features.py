@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from src.dsp import (CARRIER_FFT_PAD, as_complex, envelope, line_strength_db, power_line_strengths,
+from src.dsp import (CARRIER_FFT_PAD, as_complex128, envelope, line_strength_db, power_line_strengths,
                      psd_frequencies, welch_psd)
 from src.errors import UserError
 
@@ -84,7 +84,7 @@ def envelope_statistics(signals: torch.Tensor) -> torch.Tensor:
 
 def cumulant_features(signals: torch.Tensor) -> torch.Tensor:
     """|C20|/C21, |C40|/C21^2, |C41|/C21^2 and C42/C21^2 of the window minus its mean: [B, 4]."""
-    x = as_complex(signals).to(torch.complex128)
+    x = as_complex128(signals)
     x = x - x.mean(dim=-1, keepdim=True)
     power = x.abs().pow(2)
     c20, c21 = x.pow(2).mean(dim=-1), power.mean(dim=-1)
@@ -112,7 +112,7 @@ def envelope_spectrum(signals: torch.Tensor, pad: int = CARRIER_FFT_PAD) -> torc
     within ENVELOPE_DC_GUARD / T of DC are zeroed, so that the envelope's slow variations do not
     pass for it (a peak just beyond them then sees a slightly emptier neighbourhood).
     """
-    power = as_complex(signals).to(torch.complex128).abs().pow(2)
+    power = as_complex128(signals).abs().pow(2)
     length = power.shape[-1]
     spectrum = torch.fft.fft(power - power.mean(dim=-1, keepdim=True), n=pad * length).abs().pow(2)
     frequency = torch.fft.fftfreq(pad * length, dtype=torch.float64, device=spectrum.device)
