@@ -81,11 +81,14 @@ def fixed_order(mode: str) -> int:
     return int(mode.removeprefix("power")) if mode.startswith("power") else 0
 
 
-def resolve_carrier(options: DataOptions, train_set) -> DataOptions:
-    """The options with ``auto`` resolved to an order from the training windows, and what it saw."""
+def resolve_carrier(options: DataOptions, training_file: str | Path, first_n: int | None = None) -> DataOptions:
+    """The options with ``auto`` resolved to an order from the first training windows (at most AUTO_WINDOWS,
+    read once, without recovery), and what it saw."""
     if options.carrier_recovery != "auto":
         return options
-    windows = torch.stack([train_set[index]["signal"] for index in range(min(len(train_set), AUTO_WINDOWS))])
+    sample = open_set(training_file, replace(options, carrier_order=0), first_n=min(first_n or AUTO_WINDOWS,
+                                                                                      AUTO_WINDOWS))
+    windows = torch.stack([sample[index]["signal"] for index in range(len(sample))])
     order, strengths, noise = choose_carrier_order(windows)
     return replace(options, carrier_order=order,
                    carrier_evidence=tuple((m, strengths[m], noise[m]) for m in strengths))

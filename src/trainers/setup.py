@@ -60,12 +60,8 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
 def load_training_sets(args) -> tuple:
     """The training and validation sets the flags name (signals or images), checked to have one shape, and
     the data options they were read with (``--carrier_recovery=auto`` resolved on the training windows)."""
-    options = DataOptions.from_args(args)
+    options = resolve_carrier(DataOptions.from_args(args), args.training_h5file, args.first_n)
     train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
-    resolved = resolve_carrier(options, train_set)
-    if resolved != options:
-        options = resolved
-        train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
     val_set = open_set(args.validation_h5file, options, cache=args.cache_data)
     if data_shape(val_set) != data_shape(train_set):
         raise UserError(f"{args.validation_h5file} holds data of shape {data_shape(val_set)} but "
