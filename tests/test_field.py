@@ -9,7 +9,7 @@ import pytest
 import sigmf
 
 import score
-from conftest import TINY_NET, flag_count_bounds, make_processed, run_cli, run_inline, tone_windows, write_processed
+from conftest import flag_count_bounds, run_cli, run_inline, tiny_tone_run, tone_windows, write_processed
 from src.data.prep import normalize_rms
 from src.distributed import Dist
 from src.data.streaming import open_recording
@@ -29,16 +29,7 @@ RATE = 1e6
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny run on 'Tone' windows [24, 2, 48] (30 epochs, ~10 s), val/in/out reconstructed at 4 start points."""
-    root = tmp_path_factory.mktemp("field")
-    data = make_processed(root / "data")
-    runs = root / "runs"
-    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
-            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
-            "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3")
-    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
-            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
-            "--num_inference_steps=100", f"--batch_size={BATCH}")
-    return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+    return tiny_tone_run(tmp_path_factory.mktemp("field"), BATCH)
 
 
 def tone_stream(n_samples: int, seed: int = 0) -> np.ndarray:

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import (TINY_NET, assert_one_line_error, flag_count_bounds, make_processed, run_cli, run_inline,
-                      tone_windows, write_processed)
+from conftest import (assert_one_line_error, flag_count_bounds, run_cli, run_inline, tiny_tone_run, tone_windows,
+                      write_processed)
 from src.ood.scoring_stage import val_threshold
 from src.ood.ood_folder import read_results
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
@@ -22,16 +22,7 @@ BATCH = 8
 def run(tmp_path_factory):
     """Tone (in) / Noise (out) windows [24, 2, 48]; a tiny run (30 epochs of 3 batches, ~10 s) that tells them
     apart; val, in and out reconstructed at 4 start points."""
-    root = tmp_path_factory.mktemp("score")
-    data = make_processed(root / "data")
-    runs = root / "runs"
-    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
-            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
-            "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3")
-    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
-            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
-            "--num_inference_steps=100", f"--batch_size={BATCH}")
-    return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+    return tiny_tone_run(tmp_path_factory.mktemp("score"), BATCH)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import sigmf
 import torch
 
-from conftest import TINY_NET, assert_one_line_error, make_processed, run_cli, run_inline
+from conftest import assert_one_line_error, run_cli, run_inline, tiny_tone_run
 from src.dsp import blind_snr_db
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 from src.ood.ood_folder import read_results
@@ -25,19 +25,7 @@ BATCH, PER_FRAME, CENTRE = 8, 4, 2.4e9
 def run(tmp_path_factory):
     """The Tone/Noise files of conftest (24 windows of 48 samples each) with frames of 4 windows (frame_index); a
     tiny run on Tone (30 epochs, as tests/test_field.py's), val, in and out reconstructed at 4 start points."""
-    root = tmp_path_factory.mktemp("decisions")
-    data = make_processed(root / "data")
-    for path in data.values():
-        with h5py.File(path, "a") as handle:
-            handle["frame_index"] = np.repeat(np.arange(24 // PER_FRAME), PER_FRAME)
-    runs = root / "runs"
-    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
-            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
-            "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3")
-    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
-            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
-            "--num_inference_steps=100", f"--batch_size={BATCH}")
-    return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+    return tiny_tone_run(tmp_path_factory.mktemp("decisions"), BATCH, windows_per_frame=PER_FRAME)
 
 
 def score(run, *args, check=True):
