@@ -21,7 +21,6 @@ and the cost.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import (Draw, fused_names, model_label, model_names, print_table,  # noqa: E402
-                                       trained_model)
+from benchmarks.synthetic_runs import (Draw, benchmark_parser, checked_names, fused_names,  # noqa: E402
+                                       model_label, model_names, print_table, trained_model)
 
 REPORTED = {
     "hard": dict(seed=201, sps=8, rolloff=0.35, snr="5:20", cfo=0.02, inside="QPSK",
@@ -40,22 +39,13 @@ REPORTED = {
     "demo": dict(seed=0, sps=8, rolloff=0.35, snr="20", cfo=0.01, inside="QPSK",
                  outs=["QAM16", "OFDM", "Chirp", "GMSK", "FM"]),
 }
-HARD = REPORTED["hard"]
 MODELS = model_names(with_plms=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work_dir", default="demo_out/hard")
-    parser.add_argument("--draws", default=",".join(REPORTED), help="comma-separated (default: all)")
-    parser.add_argument("--models", default=",".join(model_names()),
-                        help="comma-separated subset (default: every family in one-step mode, off and auto)")
-    parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
+    parser = benchmark_parser(__doc__, "demo_out/hard", REPORTED)
     args = parser.parse_args()
-    models, names = args.models.split(","), args.draws.split(",")
-    for flag, given, known in (("--draws", names, REPORTED), ("--models", models, MODELS)):
-        if unknown := [name for name in given if name not in known]:
-            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    names, models = checked_names(parser, args, REPORTED, MODELS)
     started = time.perf_counter()
     rows = []
     for name in names:

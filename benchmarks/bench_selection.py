@@ -21,7 +21,6 @@ Each step skips what is already done, so an interrupted run continues.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import time
@@ -33,8 +32,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, family, front_end,  # noqa: E402
-                                       fused_names, model_label, model_names, print_table, trained_model)
+from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, benchmark_parser, checked_names,  # noqa: E402
+                                       family, front_end, fused_names, model_label, model_names, print_table,
+                                       trained_model)
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import percentile_interval  # noqa: E402
@@ -152,22 +152,13 @@ def choose_score(draws: list[Draw], work_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work_dir", default="demo_out/selection")
-    parser.add_argument("--draws", default=",".join(DRAWS), help="which draws (default: all)")
-    parser.add_argument("--models", default=",".join(model_names()),
-                        help="which models to train and reconstruct (default: every family in one-step mode, front "
-                             "end off and auto)")
-    parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
+    parser = benchmark_parser(__doc__, "demo_out/selection", DRAWS)
     parser.add_argument("--scores", type=int, choices=[0, 1], default=0,
                         help="1: also score every candidate score on every run and print the rule's choice")
     args = parser.parse_args()
-    models = args.models.split(",")
-    for flag, names, known in (("--draws", args.draws.split(","), DRAWS), ("--models", models, MODELS)):
-        if unknown := [name for name in names if name not in known]:
-            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    names, models = checked_names(parser, args, DRAWS, MODELS)
     work_dir = Path(args.work_dir)
-    draws = [Draw(work_dir, name, DRAWS[name]) for name in args.draws.split(",")]
+    draws = [Draw(work_dir, name, DRAWS[name]) for name in names]
     started = time.perf_counter()
     if args.stage == "all":
         for draw in draws:

@@ -15,6 +15,7 @@ it is not trained again, and its rows are the plain run's.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -287,3 +288,24 @@ def model_names(with_plms: bool = False) -> list[str]:
             else:
                 names.append(f"{name}{carrier}")
     return names
+
+
+def benchmark_parser(doc: str, work_dir: str, draws: dict) -> argparse.ArgumentParser:
+    """The flags both benchmark scripts take: where the draws live, which draws and models, which stage."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work_dir", default=work_dir)
+    parser.add_argument("--draws", default=",".join(draws), help="comma-separated (default: all)")
+    parser.add_argument("--models", default=",".join(model_names()),
+                        help="comma-separated (default: every family in one-step mode, front end off and auto)")
+    parser.add_argument("--stage", choices=["all", "evaluate"], default="all",
+                        help="all: make, train and reconstruct what is missing, then score; evaluate: score only")
+    return parser
+
+
+def checked_names(parser: argparse.ArgumentParser, args, draws: dict, models) -> tuple[list[str], list[str]]:
+    """The --draws and --models asked for; an unknown name is one usage line and exit 2."""
+    names, chosen = args.draws.split(","), args.models.split(",")
+    for flag, given, known in (("--draws", names, draws), ("--models", chosen, models)):
+        if unknown := [name for name in given if name not in known]:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names, chosen
