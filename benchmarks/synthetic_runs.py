@@ -213,13 +213,10 @@ def run_summary(runs: Path, model: str, label: str, benchmark: str, train_second
 
 def fused_summary(runs: Path, models: list[str], label: str, benchmark: str) -> RunSummary:
     """The fused detector of several runs of one draw (:mod:`src.ood.fusion`), each with its default score."""
-    from src.ood.detection_stage import score_run
-    from src.ood.fusion import View, fuse
+    from src.ood.detection_stage import fuse_runs, score_run
     from src.ood.ood_folder import OodFolder
     scored = [score_run(OodFolder(runs / model / "ood"), ScoreOptions(None, None)) for model in models]
-    views = [View(model, run.detector.crossfit_val_scores(), {name: run.scores[name] for name in ("in", *run.outs)})
-             for model, run in zip(models, scored)]
-    fused = fuse(views)
+    fused = fuse_runs(dict(zip(models, scored)))
     row = {"benchmark": benchmark, "model": label, "score": "max z of " + " and ".join(models),
            "calls/signal": sum(run.settings.get("model_evaluations_per_signal") or 0 for run in scored)}
     return summarise(fused["in"], {name: fused[name] for name in scored[0].outs}, scored[0].units, row)

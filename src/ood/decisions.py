@@ -187,9 +187,11 @@ class BandThresholds:
 
     def __call__(self, snr_db: np.ndarray) -> np.ndarray:
         """The threshold of each SNR estimate's band (the pooled one where its band has none)."""
-        edges = band_edges(snr_db, self.width)
-        return np.array([self.bands.get(float(lower), self.pooled) if np.isfinite(lower) else self.pooled
-                         for lower in np.atleast_1d(edges)], dtype=np.float64)
+        edges = np.atleast_1d(band_edges(snr_db, self.width))
+        thresholds = np.full(edges.shape, self.pooled, dtype=np.float64)
+        for lower, threshold in self.bands.items():  # a few bands, not one Python step per window
+            thresholds[edges == lower] = threshold
+        return thresholds
 
     def describe(self) -> str:
         return (f"thresholds per {self.width:g} dB SNR band at Pfa {self.target:g} ({len(self.bands)} band(s) of their "

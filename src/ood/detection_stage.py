@@ -155,15 +155,20 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
     return RunResult(table, method, options, snr)
 
 
+def fuse_runs(runs: dict[str, ScoredRun]) -> dict[str, pd.Series]:
+    """The fused score (:mod:`src.ood.fusion`) of scored runs of the same windows, keyed by run name: in and each
+    out set, each run on the scale of its own cross-fitted val scores."""
+    return fuse([View(name, run.detector.crossfit_val_scores(), {key: run.scores[key] for key in ("in", *run.outs)})
+                 for name, run in runs.items()])
+
+
 def fused_run(output_dir: str, model_name: str, partner: str, options: ScoreOptions, n_bootstrap: int,
               seed: int) -> RunResult:
     """``model_name`` fused with the run ``partner`` (:mod:`src.ood.fusion`; each with its own score, the partner
     with its default); the metrics are written as <run>/ood/metrics_fused_<partner>.csv."""
     runs = [score_run(OodFolder(Run(output_dir, name).ood_dir), choice)
             for name, choice in ((model_name, options), (partner, ScoreOptions(None, None)))]
-    views = [View(name, run.detector.crossfit_val_scores(), {key: run.scores[key] for key in ("in", *run.outs)})
-             for name, run in zip((model_name, partner), runs)]
-    fused = fuse(views)
+    fused = fuse_runs(dict(zip((model_name, partner), runs)))
     table = metrics_table(fused["in"], {name: fused[name] for name in runs[0].outs}, n_bootstrap, seed, runs[0].units)
     folder = OodFolder(Run(output_dir, model_name).ood_dir)
     write_table(table, folder.metrics_file(f"fused_{partner}"), index_label="dataset", float_format="%.4f")
