@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, benchmark_parser, checked_names,  # noqa: E402
-                                       family, front_end, fused_names, model_label, model_names, print_table,
-                                       trained_model)
+                                       family, fused_names, model_label, model_names, print_table,
+                                       trained_model, with_front_end)
 from src.ood.detection_stage import ood_aurocs  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import percentile_interval  # noqa: E402
@@ -174,7 +174,7 @@ def main() -> None:
     present = [model for model in [*MODELS, *FUSED_MODELS] if any(draw.has(model) for draw in draws)]
     honest = print_table([honest_row(draws, model) for model in present])
     honest.to_csv(work_dir / "selection_honest.csv", index=False, float_format="%.4f")
-    if any(front_end(model) for model in present):
+    if any(with_front_end(model) for model in present):
         print("\nfront ends over the diffusion runs made with both on every draw (default score):")
         ranked = front_end_ranking(honest)
         print(ranked.round(3).to_string())

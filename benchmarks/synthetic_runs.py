@@ -58,9 +58,14 @@ def family(model: str) -> str:
     return trained_model(model).removesuffix("_auto")
 
 
+def with_front_end(model: str) -> bool:
+    """Whether a model name's run is trained with ``--carrier_recovery=auto`` (``*_auto``)."""
+    return trained_model(model).endswith("_auto")
+
+
 def front_end(model: str) -> list[str]:
-    """The training flags of a name's front end: ``--carrier_recovery=auto`` for ``*_auto``."""
-    return ["--carrier_recovery=auto"] if trained_model(model).endswith("_auto") else []
+    """The training flag of a name's front end, explicit both ways (the scripts' default may change)."""
+    return [f"--carrier_recovery={'auto' if with_front_end(model) else 'off'}"]
 
 
 def plain(model: str) -> str:
@@ -256,7 +261,7 @@ FUSED = "fused_"  # fused_<model>: that model's run fused with the feature basel
 def fused_parts(model: str) -> list[str]:
     """The runs a fused model name combines: ``fused_unet_auto_onestep`` -> unet_auto_onestep, features_auto."""
     base = model.removeprefix(FUSED)
-    return [base, "features_auto" if front_end(base) else "features"]
+    return [base, "features_auto" if with_front_end(base) else "features"]
 
 
 def model_label(model: str) -> str:
@@ -266,7 +271,7 @@ def model_label(model: str) -> str:
     label = FAMILY_LABELS[family(model)]
     if family(model) in DIFFUSION_FAMILIES:
         label += ", onestep skip 1" if model.endswith("_onestep") else ", plms skip 16"
-    return label + (", carrier auto" if front_end(model) else "")
+    return label + (", carrier auto" if with_front_end(model) else "")
 
 
 def fused_names(models: list[str]) -> list[str]:
