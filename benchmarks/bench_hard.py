@@ -11,8 +11,9 @@
 
 Every frame gets its own carrier offset, phase and SNR. Every model family is trained with its
 defaults, with the front end off and with ``--carrier_recovery=auto``, reconstructed in one-step
-mode (``--models`` may add PLMS: ``unet``, ``unet_auto``, ...), and scored with its default score;
-each reconstruction model is also fused with the feature baseline of the same front end
+mode (``--models`` may add PLMS: ``unet``, ``unet_auto``, ...; and one-step at 10 network calls,
+``unet_auto_onestep10``, printed with its paired difference to the 99-call run), and scored with its
+default score; each reconstruction model is also fused with the feature baseline of the same front end
 (:mod:`src.ood.fusion`). The table reports mean and worst-family AUROC (frame-bootstrap interval)
 and the cost.
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic_runs import (Draw, benchmark_parser, checked_names, fused_names,  # noqa: E402
-                                       model_label, model_names, print_table, trained_model)
+                                       model_label, model_names, paired_difference, print_table, trained_model)
 
 REPORTED = {
     "hard": dict(seed=201, sps=8, rolloff=0.35, snr="5:20", cfo=0.02, inside="QPSK",
@@ -39,7 +40,7 @@ REPORTED = {
     "demo": dict(seed=0, sps=8, rolloff=0.35, snr="20", cfo=0.01, inside="QPSK",
                  outs=["QAM16", "OFDM", "Chirp", "GMSK", "FM"]),
 }
-MODELS = model_names(with_plms=True)
+MODELS = model_names(with_plms=True, with_ten_calls=True)
 
 
 def main() -> None:
@@ -59,6 +60,15 @@ def main() -> None:
     print(f"command: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
     table = print_table(rows)
     table.to_csv(Path(args.work_dir) / "reported.csv", index=False, float_format="%.4f")
+    differences = []
+    for name in names:
+        draw = Draw(Path(args.work_dir), name, REPORTED[name])
+        differences += [paired_difference(draw, model, model.replace("_onestep10", "_onestep")) for model in models
+                        if model.endswith("_onestep10") and draw.has(model)
+                        and draw.has(model.replace("_onestep10", "_onestep"))]
+    if differences:
+        print("\n10 network calls against 99 (default score; paired frame bootstrap):")
+        print_table(differences)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Every set that is scored (val, in, each out family) holds FIRST_N = 256 windows 
 
 Model names: a family (``unet``, ``wavenet``, ``ldm``, ``autoencoder``, ``features``), then ``_auto``
 for a run trained with ``--carrier_recovery=auto`` (the blind front end), then ``_onestep`` for the
-one-step reconstruction of that run (a copy of its folder). Where ``auto`` chooses no order on a
+one-step reconstruction of that run at every start point (99 network calls; a copy of its folder),
+or ``_onestep10`` for one at every 10th start point (10 calls). Where ``auto`` chooses no order on a
 draw (its in-family has no spectral line, e.g. OFDM), the ``_auto`` run would equal the plain one;
 it is not trained again, and its rows are the plain run's.
 """
@@ -45,12 +46,18 @@ RECONSTRUCTION = {  # model name -> flags of reconstruct.py
     "ldm": ["--inference_skip_factor=16"],
     "autoencoder": [], "features": [],
 }
-ONESTEP = ["--inference_skip_factor=1", "--reconstruction_mode=onestep"]  # for "<model>_onestep"
+ONESTEP = {"_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],  # 99 calls per window
+           "_onestep10": ["--inference_skip_factor=10", "--reconstruction_mode=onestep"]}  # 10 calls
+
+
+def onestep_suffix(model: str) -> str:
+    """A name's one-step suffix (``_onestep`` or ``_onestep10``), "" for a run reconstructed as trained."""
+    return next((suffix for suffix in ONESTEP if model.endswith(suffix)), "")
 
 
 def trained_model(model: str) -> str:
     """The run a model name's checkpoint comes from: ``unet_onestep`` reconstructs the ``unet``."""
-    return model.removesuffix("_onestep")
+    return model.removesuffix(onestep_suffix(model))
 
 
 def family(model: str) -> str:
@@ -169,7 +176,7 @@ class Draw:
                 self.copy_run(trained_model(model), model)
             if (self.runs / model / "ood" / f"results_{self.spec['outs'][-1]}.csv").is_file():
                 continue
-            flags = ONESTEP if trained_model(model) != model else RECONSTRUCTION[family(model)]
+            flags = ONESTEP.get(onestep_suffix(model), RECONSTRUCTION[family(model)])
             self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
                        *sets, *flags)
 
@@ -243,6 +250,16 @@ def summarise(inside, outs: dict, units, row: dict) -> RunSummary:
     return RunSummary(row, resamples)
 
 
+def paired_difference(draw: Draw, model: str, reference: str) -> dict:
+    """``model``'s mean AUROC minus ``reference``'s on one draw, with a paired frame-bootstrap interval: both
+    are scored on the same windows and every resample draws the same frames for both."""
+    from src.ood.evaluation import percentile_interval
+    this, that = draw.summary(model, model), draw.summary(reference, reference)
+    low, high = percentile_interval(this.mean_resamples - that.mean_resamples)
+    return {"benchmark": draw.name, "model": model_label(model), "against": model_label(reference),
+            "difference": this.row["mean AUROC"] - that.row["mean AUROC"], "paired 95% interval": f"{low:+.3f} to {high:+.3f}"}
+
+
 def print_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
@@ -270,7 +287,8 @@ def model_label(model: str) -> str:
         return "fused: " + model_label(model.removeprefix(FUSED)) + " + features"
     label = FAMILY_LABELS[family(model)]
     if family(model) in DIFFUSION_FAMILIES:
-        label += ", onestep skip 1" if model.endswith("_onestep") else ", plms skip 16"
+        label += {"_onestep": ", onestep skip 1", "_onestep10": ", onestep skip 10"}.get(onestep_suffix(model),
+                                                                                       ", plms skip 16")
     return label + (", carrier auto" if with_front_end(model) else "")
 
 
@@ -279,14 +297,15 @@ def fused_names(models: list[str]) -> list[str]:
     return [FUSED + model for model in models if family(model) in (*DIFFUSION_FAMILIES, "autoencoder")]
 
 
-def model_names(with_plms: bool = False) -> list[str]:
+def model_names(with_plms: bool = False, with_ten_calls: bool = False) -> list[str]:
     """Every model of the benchmarks, each without and with the front end; the diffusion models in one-step
-    mode (and PLMS at skip 16 too with ``with_plms``)."""
+    mode (and PLMS at skip 16 too with ``with_plms``, one-step at 10 calls with ``with_ten_calls``)."""
     names = []
     for name in (*DIFFUSION_FAMILIES, "autoencoder", "features"):
         for carrier in ("", "_auto"):
             if name in DIFFUSION_FAMILIES:
-                names += [f"{name}{carrier}_onestep"] + ([f"{name}{carrier}"] if with_plms else [])
+                names += ([f"{name}{carrier}_onestep"] + ([f"{name}{carrier}"] if with_plms else [])
+                          + ([f"{name}{carrier}_onestep10"] if with_ten_calls else []))
             else:
                 names.append(f"{name}{carrier}")
     return names

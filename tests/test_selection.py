@@ -103,7 +103,7 @@ def test_selection_reads_nothing_outside_its_draws(tmp_path, monkeypatch):
     # 8 of the candidates (each is read and scored alike; all 60 on 2 draws take most of a minute)
     monkeypatch.setattr(bench_selection, "SCORES", ["zmean", "mahalanobis"])
     monkeypatch.setattr(bench_selection, "METRIC_SETS", ["mse", "mse,mae,env,lsd"])
-    monkeypatch.setattr(bench_selection, "T_RANGES", {"all t": (0, 1000), "t >= 300": (300, 1000)})
+    monkeypatch.setattr(bench_selection, "T_SETS", {"all t": (0, 1000, 1), "t >= 300": (300, 1000, 1)})
     with recording_opens(monkeypatch) as opened:
         rows = bench_selection.evaluate(draws)
     inside = tuple(str(draw.root.resolve()) + os.sep for draw in draws)
@@ -244,3 +244,30 @@ def test_auto_runs_stand_in_for_plain_ones_only_where_auto_chose_no_order(tmp_pa
     assert draw.actual("unet_auto_onestep") == "unet_onestep" and draw.actual("features_auto") == "features_auto"
     config.write_text(json.dumps({"data": {"carrier_order": 4}}))
     assert draw.actual("ldm_auto") == "ldm_auto"
+
+
+def test_ten_call_runs_reconstruct_the_trained_run_at_every_10th_start_point(tmp_path, monkeypatch):
+    draw = Draw(tmp_path, "X", {"inside": "QPSK", "outs": ["F"]})
+    (draw.runs / "unet_auto").mkdir(parents=True)
+    for name in ("config.json", "checkpoint.pth"):
+        (draw.runs / "unet_auto" / name).write_text("{}")
+    commands = []
+    monkeypatch.setattr(Draw, "timed", lambda self, key, *command: commands.append((key, command)))
+    draw.reconstruct(["unet_auto_onestep10"])
+    (key, command), = commands
+    assert key == "reconstruct unet_auto_onestep10" and "--model_name=unet_auto_onestep10" in command
+    assert "--inference_skip_factor=10" in command and "--reconstruction_mode=onestep" in command
+    assert (draw.runs / "unet_auto_onestep10" / "checkpoint.pth").is_file()  # a copy of the trained run
+    assert synthetic_runs.model_label("unet_auto_onestep10") == "DDPM UNet small, onestep skip 10, carrier auto"
+
+
+def test_paired_difference_compares_two_runs_on_the_same_frames(tmp_path):
+    rng = np.random.default_rng(3)
+    draw = Draw(tmp_path, "X", {"outs": ["F", "G"]})
+    fake_ood(draw.runs / "unet_onestep" / "ood", rng, ["F", "G"], "onestep", shift=6.0)  # AUROC 1
+    fake_ood(draw.runs / "unet_onestep10" / "ood", rng, ["F", "G"], "onestep", shift=0.0)  # out = in: ties, 0.5
+    worse = synthetic_runs.paired_difference(draw, "unet_onestep10", "unet_onestep")
+    low, high = (float(value) for value in worse["paired 95% interval"].split(" to "))
+    assert worse["difference"] == -0.5 and low < -0.5 < high < 0.0  # resampled frames move the 0.5, not the 1
+    same = synthetic_runs.paired_difference(draw, "unet_onestep10", "unet_onestep10")
+    assert same["difference"] == 0.0 and same["paired 95% interval"] == "+0.000 to +0.000"  # same frames both sides
