@@ -75,7 +75,7 @@ class ScheduleTables:
 
 
 def call_model(model: nn.Module, chains: torch.Tensor, t: torch.Tensor, max_chains: int) -> torch.Tensor:
-    """The network on chains [A, B, C, L] at per-chain timesteps t [A], in chunks of <= max_chains signals."""
+    """The network on chains [A, B, C, *spatial] at per-chain timesteps t [A], in chunks of <= max_chains signals."""
     flat = chains.reshape(-1, *chains.shape[2:])
     flat_t = t.repeat_interleave(chains.shape[1])
     outputs = []
@@ -89,9 +89,10 @@ def call_model(model: nn.Module, chains: torch.Tensor, t: torch.Tensor, max_chai
 def reconstruct_batched(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, starts: list[int],
                         noise: torch.Tensor, b_scale: float = 1.0, mode: str = "plms",
                         max_chains: int | None = None, tables: ScheduleTables | None = None) -> torch.Tensor:
-    """Reconstruct ``x0`` [B, C, L] from every start point in ``starts`` (ascending); returns [S, B, C, L].
+    """Reconstruct ``x0`` from every start point in ``starts`` (ascending); returns [S, *x0.shape].
 
-    ``noise`` [S, B, C, L] is the noise of each start point, as in the plain method.
+    ``x0`` is [B, C, L] (signals), [B, C, H, W] (images) or [B, C, H, W, D] (volumes); ``noise`` [S, *x0.shape]
+    is the noise of each start point, as in the plain method.
     """
     tables = tables or ScheduleTables(scheduler, x0.device)
     device = x0.device

@@ -29,8 +29,9 @@ def model_evaluations(scheduler: PNDMScheduler, starts: list[int]) -> int:
     return sum(int((scheduler.timesteps <= t).sum()) for t in starts)
 
 
-def sample_noise(indices: torch.Tensor, n_starts: int, shape: tuple[int, int], seed: int) -> torch.Tensor:
-    """Noise [n_starts, B, C, L] drawn per sample from (seed, sample index) alone.
+def sample_noise(indices: torch.Tensor, n_starts: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Noise [n_starts, B, *shape] drawn per sample from (seed, sample index) alone; ``shape`` is one sample's
+    ([C, L] for signals, [C, *spatial] for images and volumes).
 
     A sample's noise so does not depend on the batch it lands in, its position, or how many processes
     share the work; the same index in different sets gets the same noise (common random numbers).
@@ -43,7 +44,7 @@ def sample_noise(indices: torch.Tensor, n_starts: int, shape: tuple[int, int], s
 @torch.inference_mode()
 def reconstruct(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, starts: list[int],
                 noise: torch.Tensor, b_scale: float = 1.0, reset_history: bool = True) -> torch.Tensor:
-    """Reconstruct ``x0`` [B, C, L] from every start point; returns [n_starts, B, C, L].
+    """Reconstruct ``x0`` [B, C, *spatial] from every start point; returns [n_starts, B, C, *spatial].
 
     One PLMS pass per start point, batched over the signals: the plain method of the paper. Each
     chain starts with an empty PLMS history; ``reset_history=False`` reproduces the research code's
