@@ -44,15 +44,19 @@ def log_spectral_distance(x0: torch.Tensor, reconstructions: torch.Tensor) -> to
 
 
 def structural_error(x0: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
-    """1 - SSIM [n_starts, B] of images ``x0`` [B, C, *spatial] and reconstructions [n_starts, B, C, *spatial]."""
+    """1 - SSIM [n_starts, B] of images ``x0`` [B, C, *spatial] and reconstructions [n_starts, B, C, *spatial].
+
+    One start point at a time: SSIM's intermediate maps are several times the images' size, and all start
+    points of a batch of volumes at once would need tens of GB.
+    """
     spatial_dims = x0.dim() - 2
     window = min(SSIM_WINDOW, *x0.shape[2:])
     window -= 1 - window % 2  # odd
     metric = SSIMMetric(spatial_dims=spatial_dims, data_range=1.0, win_size=window)
-    n_starts = len(reconstructions)
-    flat = reconstructions.reshape(-1, *x0.shape[1:]).float().clamp(0.0, 1.0)
-    similarity = metric(flat, x0.float().repeat(n_starts, *[1] * (x0.dim() - 1)))
-    return (1.0 - similarity).reshape(n_starts, len(x0))
+    reference = x0.float()
+    similarity = [metric(reconstruction.float().clamp(0.0, 1.0), reference).reshape(len(x0))
+                  for reconstruction in reconstructions]
+    return 1.0 - torch.stack(similarity)
 
 
 def reconstruction_errors(x0: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, torch.Tensor]:
