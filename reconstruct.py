@@ -11,9 +11,10 @@ Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results
 one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
 from the run's config.json; a flag that contradicts it is an error.
 """
-from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, add_scheduler_args,
-                     comma_list, flag, positive_int, run_main)
+from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, comma_list, flag, positive_int, run_main
+from src.data.sources import add_data_args
 from src.diffusion.engine import MODES
+from src.diffusion.schedulers import add_scheduler_args
 from src.distributed import distributed
 from src.networks import MODEL_TYPES
 from src.ood.reconstruction_stage import reconstruct_sets

@@ -36,12 +36,12 @@ from src.cli import (Parser, add_carrier_arg, add_dist_args, add_loader_args, co
 from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.data.prep import NORMALIZATIONS
 from src.distributed import distributed
-from src.ood.field_scoring import UNITS
+from src.field.field_scoring import UNITS
+from src.field.localisation import BAND_Z
+from src.field.scoring_stage import score_inputs
 from src.ood.decisions import SNR_BAND_DB
 from src.ood.flags import add_integrate_arg, add_score_args
 from src.runtime import PRECISIONS
-from src.ood.localisation import BAND_Z
-from src.ood.scoring_stage import score_inputs
 
 
 def create_argparser() -> Parser:

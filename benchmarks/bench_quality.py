@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_selection import DRAWS  # noqa: E402
 from src.data.datasets import SignalDataset  # noqa: E402
 from src.io import save_json  # noqa: E402
-from src.ood.detection_stage import ood_scores  # noqa: E402
+from src.ood.detection_stage import score_run  # noqa: E402
 from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import mean_auroc_bootstrap, percentile_interval  # noqa: E402
 from src.ood.ood_folder import OodFolder, write_results  # noqa: E402
@@ -76,7 +76,8 @@ def bench_draw(name: str, args, device) -> pd.DataFrame:
                 write_results(frame, OodFolder(folder).results(set_type, dataset.name))
             save_json(reconstructor.settings, OodFolder(folder).settings_file)
             (folder / "settings_done").write_text(f"{time.perf_counter() - started:.1f}")
-        inside, outs, units = ood_scores(folder, ScoreOptions(args.score, args.metric and args.metric.split(",")))
+        scored = score_run(OodFolder(folder), ScoreOptions(args.score, args.metric and args.metric.split(",")))
+        inside, outs, units = scored.inside, scored.outs, scored.units
         scorings.append((inside, outs))
         rows.append({"draw": name, "mode": mode, "skip": skip, "precision": precision,
                      "calls/signal": reconstructor.settings["model_evaluations_per_signal"],

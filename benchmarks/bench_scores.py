@@ -18,8 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.ood.score_functions import SCORES  # noqa: E402
-from src.ood.detector import score_sets  # noqa: E402
+from src.ood.detection_stage import score_run  # noqa: E402
+from src.ood.detector import ScoreOptions  # noqa: E402
 from src.ood.evaluation import auroc_table  # noqa: E402
+from src.ood.ood_folder import OodFolder  # noqa: E402
 from src.run import Run  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def rows(output_dir: str, model_names: list[str], metric_sets: list[str], scores
         for metrics in metric_sets:
             for score in scores:
                 for auto_t in auto_t_values:
-                    scored = score_sets(ood_dir, metrics.split(","), score, auto_t=auto_t)
+                    scored = score_run(OodFolder(ood_dir), ScoreOptions(score, metrics.split(","), auto_t=auto_t))
                     yield {"model": model_name, "metrics": metrics, "score": score, "auto_t": int(auto_t),
                            "n_t": len(scored.ts), **{name: f"{value:.3f}" for name, value in auroc_table(scored.inside, scored.outs).items()}}
 

@@ -63,7 +63,7 @@ def measure(output_dir: str, model_name: str, recording: str, flags: list[str]) 
     """Score ``recording`` with score.py's code in this process; its rates and this process's peak RSS."""
     import score  # noqa: PLC0415  (imported here: only the measuring subprocess pays for torch)
     from src.distributed import Dist  # noqa: PLC0415
-    from src.ood.scoring_stage import score_inputs  # noqa: PLC0415
+    from src.field.scoring_stage import score_inputs  # noqa: PLC0415
 
     args = score.create_argparser().parse_args([f"--output_dir={output_dir}", f"--model_name={model_name}",
                                                 f"--input={recording}", *flags])

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def flag(value: str) -> bool:
-    """Parse the seed README's 0/1 switches (``--cache_data=0``); true/false/yes/no also work."""
+    """Parse a 0/1 switch (``--cache_data=0``); true/false/yes/no also work."""
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "y", "on"}:
         return True
@@ -83,25 +83,6 @@ def int_list(value: str) -> list[int]:
             from err
 
 
-def add_data_args(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
-    """What the data are: 1D RF signals (processed h5) or 2D/3D images (CSV split files), and how images
-    are read. With ``from_config`` (later stages) None means "as the run was trained"."""
-    def default(value):
-        return None if from_config else value
-    suffix = " (default: as in the run's config.json)" if from_config else " (default: %(default)s)"
-    parser.add_argument("--spatial_dimension", type=int, choices=[1, 2, 3], default=default(1),
-                        help="1: RF signals [2, T] from processed h5 files; 2: images; 3: volumes, both from CSV "
-                             "split files (data_splits/<Name>_{train,val,test}.csv)" + suffix)
-    parser.add_argument("--is_grayscale", type=flag, default=default(False),
-                        help="images: keep the first channel only (e.g. the first MRI modality)" + suffix)
-    parser.add_argument("--image_roi", type=int_list, default=None,
-                        help="images: central crop, one size per spatial dimension, -1 keeps that dimension, "
-                             "e.g. [160,160,128] (default: none)")
-    parser.add_argument("--image_size", type=positive_int, default=None,
-                        help="images: resize every spatial dimension to this size (default: none)")
-    add_carrier_arg(parser, from_config)
-
-
 def add_carrier_arg(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
     """--carrier_recovery: set at training, recorded in config.json; later stages may only repeat it."""
     parser.add_argument("--carrier_recovery", choices=CARRIER_MODES, default=None if from_config else "off",
@@ -114,22 +95,6 @@ def add_carrier_arg(parser: argparse.ArgumentParser, from_config: bool = False) 
 def add_dist_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dist_backend", choices=["nccl", "gloo"], default=None,
                         help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on CPU)")
-
-
-def add_scheduler_args(parser: argparse.ArgumentParser, training: bool) -> None:
-    """Noise-schedule flags. Training sets them; later stages default to None = "from config.json"."""
-    def option(name, help_text, value, **kwargs):
-        suffix = f" (default: {value})" if training else " (default: from the run's config.json)"
-        parser.add_argument(name, default=value if training else None, help=help_text + suffix, **kwargs)
-
-    option("--beta_schedule", "MONAI noise schedule", "scaled_linear_beta",
-           choices=["linear_beta", "scaled_linear_beta"])
-    option("--beta_start", "first beta", 0.0015, type=float)
-    option("--beta_end", "last beta", 0.0195, type=float)
-    option("--prediction_type", "what the network predicts", "epsilon", choices=["epsilon", "v_prediction"])
-    option("--b_scale", "signals are multiplied by this before noising and divided after", 1.0, type=float)
-    option("--snr_shift", "multiply the schedule's signal-to-noise ratio at every t by this, as the research code "
-           "does (1 = no shift; > 1: less noise at every t)", 1.0, type=float)
 
 
 def setup_logging(log_file: Path | None = None, main_process: bool = True) -> None:

@@ -12,7 +12,7 @@ import torch
 from src.data.datasets import SignalDataset, recovered
 from src.data.synthetic import Shaping, gray_qam_symbols, ofdm, psk_symbols, rrc_modulate, write_synthetic
 from src.dsp import choose_carrier_order, estimate_carrier, noise_line_strengths, recover_carrier
-from src.ood.field_scoring import scored_iq
+from src.field.field_scoring import scored_iq
 from tests.conftest import assert_one_line_error, run_cli
 
 LENGTH = 1024

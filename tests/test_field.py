@@ -9,14 +9,14 @@ import pytest
 import sigmf
 
 import score
-from conftest import flag_count_bounds, run_cli, run_inline, tiny_tone_run, tone_windows, write_processed
+from conftest import copy_tone_run, flag_count_bounds, run_cli, run_inline, tone_windows, write_processed
 from src.data.prep import normalize_rms
 from src.distributed import Dist
 from src.data.streaming import open_recording
-from src.ood.field_scoring import BAND_COLUMNS, FieldOptions, window_batches
-from src.ood.localisation import strongest_band
-from src.ood.scoring_stage import score_inputs
-from src.ood.timeline import Timeline
+from src.field.field_scoring import BAND_COLUMNS, FieldOptions, window_batches
+from src.field.localisation import strongest_band
+from src.field.scoring_stage import score_inputs
+from src.field.timeline import Timeline
 
 WINDOW, FPR, BATCH = 48, 0.05, 8
 TONE = 0.3 / (2 * np.pi)  # the in-distribution tone of conftest's 'Tone' files, cycles/sample
@@ -27,9 +27,10 @@ RATE = 1e6
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A tiny run on 'Tone' windows [24, 2, 48] (30 epochs, ~10 s), val/in/out reconstructed at 4 start points."""
-    return tiny_tone_run(tmp_path_factory.mktemp("field"), BATCH)
+def run(tone_run, tmp_path_factory):
+    """A copy of the session's tiny run on 'Tone' windows [24, 2, 48] (conftest.tone_run: 30 epochs at batch size
+    BATCH), val/in/out reconstructed at 4 start points."""
+    return copy_tone_run(tone_run, tmp_path_factory.mktemp("field"))
 
 
 def tone_stream(n_samples: int, seed: int = 0) -> np.ndarray:

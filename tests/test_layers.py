@@ -30,3 +30,15 @@ def test_an_upward_import_inside_a_function_and_a_trainers_import_are_caught(tmp
     assert "src.diffusion.engine (core) imports src.trainers.runtime (stages): upward" in lines
     assert "score imports src.trainers.distributed: only training code may use src.trainers" in lines
 
+
+
+def test_an_ood_module_importing_score_py_side_is_caught(tmp_path):
+    write(tmp_path, "src/__init__.py", "")
+    write(tmp_path, "src/field/localisation.py", "BAND_Z = 3.0\n")
+    write(tmp_path, "src/field/scoring_stage.py", "from src.ood.detector import x\n")  # field -> ood: allowed
+    write(tmp_path, "src/ood/detector.py", "x = 1\n\ndef band():\n    import src.field.localisation\n")  # ood -> field
+    result = run_cli("tools/import_layers.py", "--quiet", f"--root={tmp_path}", check=False)
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines == ["src.ood.detector imports src.field.localisation: src.ood never imports src.field "
+                     "(score.py's side)"]

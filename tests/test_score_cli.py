@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import (assert_one_line_error, flag_count_bounds, run_cli, run_inline, tiny_tone_run, tone_windows,
+from conftest import (assert_one_line_error, copy_tone_run, flag_count_bounds, run_cli, run_inline, tone_windows,
                       write_processed)
-from src.ood.scoring_stage import val_threshold
+from src.field.scoring_stage import val_threshold
 from src.ood.ood_folder import read_results
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 
@@ -19,10 +19,10 @@ BATCH = 8
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Tone (in) / Noise (out) windows [24, 2, 48]; a tiny run (30 epochs of 3 batches, ~10 s) that tells them
-    apart; val, in and out reconstructed at 4 start points."""
-    return tiny_tone_run(tmp_path_factory.mktemp("score"), BATCH)
+def run(tone_run, tmp_path_factory):
+    """Tone (in) / Noise (out) windows [24, 2, 48]; a copy of the session's tiny run (conftest.tone_run: 30 epochs
+    of 3 batches of BATCH) that tells them apart; val, in and out reconstructed at 4 start points."""
+    return copy_tone_run(tone_run, tmp_path_factory.mktemp("score"))
 
 
 @pytest.fixture(scope="module")

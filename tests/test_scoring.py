@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from src.errors import UserError
-from src.ood.ood_folder import read_results, results_frame, write_results
+from src.ood.ood_folder import OodFolder, read_results, results_frame, write_results
 from src.ood.score_functions import SCORES, fit_score
-from src.ood.detection_stage import ood_aurocs
-from src.ood.detector import ScoreOptions, informative_t, kept_t, score_sets
+from src.ood.detection_stage import ood_aurocs, score_run
+from src.ood.detector import ScoreOptions, informative_t, kept_t
 from src.ood.evaluation import auroc, auroc_table
 
 
@@ -64,7 +64,7 @@ def test_statistics_come_from_val_only(tmp_path, score, auto_t):
     out_x = rows("out", "X", {t: list(rng.uniform(1, 3, 4) * t) for t in ts})
     write_sets(tmp_path / "a", {**base, "X": out_x})
     write_sets(tmp_path / "b", {**base, "X": out_x, "Y": rows("out", "Y", {t: [1e3, 1e-3, 7.0] for t in ts})})
-    a, b = (score_sets(tmp_path / name, score=score, auto_t=auto_t) for name in ("a", "b"))
+    a, b = (score_run(OodFolder(tmp_path / name), ScoreOptions(score, None, auto_t=auto_t)) for name in ("a", "b"))
     assert a.ts == b.ts
     pd.testing.assert_series_equal(a.val, b.val)
     pd.testing.assert_series_equal(a.inside, b.inside)
@@ -190,8 +190,8 @@ def test_non_finite_val_errors_need_auto_t_and_out_ones_count_as_unusual(tmp_pat
     far = rows("out", "X", {10: [1.5, np.nan], 20: [4.0, 4.0]})
     write_sets(tmp_path, {"val": val, "in": inside, "X": far})
     with pytest.raises(UserError, match=r"t = \[20\].*--auto_t"):
-        score_sets(tmp_path, score="zabs")
-    scored = score_sets(tmp_path, score="zabs", auto_t=True)
+        score_run(OodFolder(tmp_path), ScoreOptions("zabs", None))
+    scored = score_run(OodFolder(tmp_path), ScoreOptions("zabs", None, auto_t=True))
     assert scored.ts == [10] and scored.auto_dropped == [20]
     assert scored.outs["X"]["X:1"] == np.finfo(np.float64).max  # a NaN error: the reconstruction diverged
     assert np.isfinite(scored.outs["X"]["X:0"]) and scored.outs["X"]["X:0"] < 10
@@ -212,8 +212,9 @@ def test_metrics_are_combined_into_one_feature_vector(tmp_path):
 
     write_sets(tmp_path, {"val": frame("val", "Q", 60), "in": frame("in", "Q", 40),
                           "X": frame("out", "X", 40, mae_scale=3.0)})  # differs in mae only
-    both = auroc_table(*inside_and_outs(score_sets(tmp_path, ["mse", "mae"], "mahalanobis")))["X"]
-    mse_only = auroc_table(*inside_and_outs(score_sets(tmp_path, ["mse"], "mahalanobis")))["X"]
+    both = auroc_table(*inside_and_outs(score_run(OodFolder(tmp_path), ScoreOptions("mahalanobis", ["mse", "mae"])))
+                       )["X"]
+    mse_only = auroc_table(*inside_and_outs(score_run(OodFolder(tmp_path), ScoreOptions("mahalanobis", ["mse"]))))["X"]
     assert both > 0.95 and mse_only < 0.75
 
 

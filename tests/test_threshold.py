@@ -4,7 +4,7 @@ import numpy as np
 import src.ood.detector as detector_module
 from src.ood.detector import fit_detector
 from src.ood.ood_folder import results_frame
-from src.ood.scoring_stage import val_threshold
+from src.field.scoring_stage import val_threshold
 
 STARTS = [10, 170, 330, 490, 650, 810, 970]
 

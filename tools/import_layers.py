@@ -7,13 +7,15 @@ Layers, lowest first (a module may import its own layer and those below, never a
 
     base    src.errors, src.io, src.cli, src.run, src.runtime, src.distributed, src.dsp, src.progress
     core    src.data, src.networks, src.diffusion, src.features, src.figures
-    stages  src.trainers (training), src.ood (reconstruction, detection, scoring)
+    stages  src.trainers (training), src.ood (reconstruction, detection), src.field (score.py: streaming
+            new recordings, localisation, the timeline)
     entry   the top-level scripts and src/data/signal_trim_and_unpack.py (only the train_*.py scripts
             may import src.trainers)
 
-Two more rules: the OOD side and the core never import ``src.trainers`` (training is not a
-runtime service), and neither stage package imports the other. Every import counts, also one
-inside a function. The rule is checked by tests/test_layers.py.
+Three more rules: the OOD side and the core never import ``src.trainers`` (training is not a
+runtime service); ``src.trainers`` imports neither ``src.ood`` nor ``src.field``; and ``src.ood``
+never imports ``src.field`` (score.py's side builds on the OOD stages, not the reverse). Every
+import counts, also one inside a function. The rules are checked by tests/test_layers.py.
 """
 from __future__ import annotations
 
@@ -26,11 +28,12 @@ LAYERS = {
     "base": ("src", "src.errors", "src.io", "src.cli", "src.run", "src.runtime", "src.distributed", "src.dsp",
              "src.progress"),
     "core": ("src.data", "src.networks", "src.diffusion", "src.features", "src.figures"),
-    "stages": ("src.trainers", "src.ood"),
+    "stages": ("src.trainers", "src.ood", "src.field"),
 }
 ORDER = ["base", "core", "stages", "entry"]
 ENTRY_MODULES = ("src.data.signal_trim_and_unpack",)
 TRAINING_SCRIPTS = ("train_ddpm", "train_autoencoder", "train_vqvae", "train_features")
+OOD_PACKAGES = ("src.ood", "src.field")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -77,9 +80,15 @@ def violations(root: Path) -> tuple[list[str], dict[tuple[str, str], set[str]]]:
                 problems.append(f"{importer} ({source}) imports {imported} ({target}): upward")
             if imported.startswith("src.trainers") and not _may_import_trainers(importer):
                 problems.append(f"{importer} imports {imported}: only training code may use src.trainers")
-            if importer.startswith("src.trainers") and imported.startswith("src.ood"):
+            if _in_package(importer, "src.trainers") and _in_package(imported, *OOD_PACKAGES):
                 problems.append(f"{importer} imports {imported}: the training and OOD stages stay apart")
+            if _in_package(importer, "src.ood") and _in_package(imported, "src.field"):
+                problems.append(f"{importer} imports {imported}: src.ood never imports src.field (score.py's side)")
     return problems, edges
+
+
+def _in_package(module: str, *packages: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
 
 
 def _may_import_trainers(importer: str) -> bool:

@@ -15,6 +15,7 @@ and returned as ``{"signal": float32 [C, *spatial], "index": i}``: the same inte
 """
 from __future__ import annotations
 
+import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import CenterSpatialCrop, Flip, LoadImage, Resize, ScaleIntensity
 from torch.utils.data import Dataset
 
+from src.cli import flag, int_list, positive_int
 from src.errors import UserError
 
 HEADER_NAMES = ("image", "path", "filename", "file")
@@ -289,3 +291,19 @@ class ImageDataset(Dataset):
         image = self.loader(self.images[index])
         self._check_shape(index, image)
         return {"signal": image, "index": index}
+
+
+# --------------------------------------------------------------------------------------------------
+# Flags
+# --------------------------------------------------------------------------------------------------
+
+def add_image_args(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
+    """How images are read. With ``from_config`` (later stages) None means "as the run was trained"."""
+    suffix = " (default: as in the run's config.json)" if from_config else " (default: %(default)s)"
+    parser.add_argument("--is_grayscale", type=flag, default=None if from_config else False,
+                        help="images: keep the first channel only (e.g. the first MRI modality)" + suffix)
+    parser.add_argument("--image_roi", type=int_list, default=None,
+                        help="images: central crop, one size per spatial dimension, -1 keeps that dimension, "
+                             "e.g. [160,160,128] (default: none)")
+    parser.add_argument("--image_size", type=positive_int, default=None,
+                        help="images: resize every spatial dimension to this size (default: none)")

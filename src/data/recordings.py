@@ -21,6 +21,10 @@ A stream (SigMF, 1-D npy) is cut into consecutive frames of ``frame_length`` sam
 dropped, so the by-frame split keeps neighbouring samples together. SigMF and npy inputs get the
 output stem ``<stem>_raw_data`` (kept as is when the stem already ends in ``_raw_data``), so processed
 files are ``<stem>_raw_data_train.h5`` etc. like those of h5 inputs.
+
+Each kind is opened and checked in one place, :func:`open_raw_h5`, :func:`open_sigmf` and
+:func:`load_npy`, which the whole-file reads here (prep) and the windowed reads of
+:mod:`src.data.streaming` (score.py) share, so a bad file gets the same message from every stage.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ NPY_SUFFIX = ".npy"
 SUFFIXES = (RAW_SUFFIX, SIGMF_META_SUFFIX, NPY_SUFFIX)
 ACCEPTED_KINDS = f"*{RAW_SUFFIX}, *{SIGMF_META_SUFFIX} (with its .sigmf-data) or *{NPY_SUFFIX}"
 DEFAULT_FRAME_LENGTH = 40960  # samples per frame of the RF Challenge InterferenceSet
+REPLACE_FILE = "replace or remove the file"  # what to do about an h5 file that cannot be read
 SIG_TYPE_KEY = "rfood:sig_type"
 
 
@@ -118,25 +123,62 @@ def decode_sig_type(value: object, fallback: str) -> bytes:
 
 def read_raw(path: Path) -> tuple[np.ndarray, bytes]:
     """Read and check one raw h5 file: complex frames [N_frames, L] and its ``sig_type`` as bytes."""
-    try:
-        with h5py.File(path, "r") as file:
-            if "dataset" not in file or not isinstance(file["dataset"], h5py.Dataset):
-                raise UserError(f"{path} has no 'dataset' array; raw files need 'dataset' = complex [N_frames, L]")
-            frames = file["dataset"][()]
+    file, dataset = open_raw_h5(path)
+    with file:
+        try:
+            frames = dataset[()]
             sig_type = decode_sig_type(file["sig_type"][()], display_name(path)) if "sig_type" in file \
                 else display_name(path).encode()
-    except CORRUPT_FILE_ERRORS as err:
-        raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
-    check_frames(path, frames)
+        except CORRUPT_FILE_ERRORS as err:
+            raise unreadable_h5(path, err) from err
+    check_finite(path, frames)
     return frames, sig_type
 
 
-def check_frames(path: Path, frames: np.ndarray) -> None:
-    if not np.iscomplexobj(frames):
-        raise UserError(f"{path}: 'dataset' is {frames.dtype}, not complex; raw files need complex IQ "
+def open_raw_h5(path: Path) -> tuple[h5py.File, h5py.Dataset]:
+    """A raw h5 file, open, and its checked ``dataset`` (complex [N_frames, L]); the caller closes the file."""
+    try:
+        file = h5py.File(path, "r")
+    except CORRUPT_FILE_ERRORS as err:
+        raise unreadable_h5(path, err) from err
+    try:
+        return file, checked_h5_dataset(path, file)
+    except UserError:
+        file.close()
+        raise
+    except CORRUPT_FILE_ERRORS as err:
+        file.close()
+        raise unreadable_h5(path, err) from err
+
+
+def checked_h5_dataset(path: Path, file: h5py.File) -> h5py.Dataset:
+    dataset = file.get("dataset")
+    if not isinstance(dataset, h5py.Dataset):
+        raise UserError(f"{path} has no 'dataset' array; raw files need 'dataset' = complex [N_frames, L]")
+    if dataset.dtype.kind != "c":
+        raise UserError(f"{path}: 'dataset' is {dataset.dtype}, not complex; raw files need complex IQ "
                         "[N_frames, L] (convert I/Q pairs to complex first)")
-    if frames.ndim != 2:
-        raise UserError(f"{path}: 'dataset' has shape {frames.shape}, expected rank 2 [N_frames, L]")
+    if dataset.ndim != 2:
+        raise UserError(f"{path}: 'dataset' has shape {dataset.shape}, expected rank 2 [N_frames, L]")
+    return dataset
+
+
+def is_raw_h5(path: Path, unreadable_hint: str = REPLACE_FILE) -> bool:
+    """Whether an h5 file's ``dataset`` is complex (a raw recording) rather than real (processed windows)."""
+    try:
+        with h5py.File(path, "r") as file:
+            dataset = file.get("dataset")
+            return isinstance(dataset, h5py.Dataset) and dataset.dtype.kind == "c"
+    except CORRUPT_FILE_ERRORS as err:
+        raise unreadable_h5(path, err, unreadable_hint) from err
+
+
+def unreadable_h5(path: Path, err: Exception, hint: str = REPLACE_FILE) -> UserError:
+    return UserError(f"cannot read {path} as HDF5 ({err}); {hint}")
+
+
+def check_finite(path: Path, frames: np.ndarray) -> None:
+    """Refuse frames [N_frames, L] holding NaN or Inf (the openers have checked type and shape)."""
     bad_frames = np.flatnonzero(~np.isfinite(frames).all(axis=1))
     if bad_frames.size:
         raise UserError(f"{path}: frame {bad_frames[0]} holds NaN or Inf ({bad_frames.size} bad frames); "
@@ -172,7 +214,7 @@ def read_sigmf(path: Path, frame_length: int) -> tuple[np.ndarray, bytes]:
     recording = open_sigmf(path)
     stream = recording.read_samples() if recording.sample_count else np.zeros(0, np.complex64)
     frames = cut_frames(path, stream, frame_length)
-    check_frames(path, frames)
+    check_finite(path, frames)
     return frames, sigmf_sig_type(path, recording)
 
 
@@ -223,24 +265,32 @@ def sigmf_sig_type(path: Path, recording) -> bytes:
 
 def read_npy(path: Path, frame_length: int) -> tuple[np.ndarray, bytes]:
     """Frames of a complex ``.npy`` (2-D frames or 1-D stream; real [..., 2] I/Q pairs accepted)."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"cannot read {path} as a NumPy array ({err}); save it with np.save as a plain "
-                        "complex array") from err
-    array = npy_as_complex(path, array)
-    if array.ndim not in (1, 2):
-        raise UserError(f"{path} has shape {array.shape}; expected complex [N_frames, L] or a 1-D stream")
+    array = npy_as_complex(load_npy(path))
     frames = cut_frames(path, array, frame_length) if array.ndim == 1 else array
-    check_frames(path, frames)
+    check_finite(path, frames)
     return frames, display_name(output_stem(path)).encode()
 
 
-def npy_as_complex(path: Path, array: np.ndarray) -> np.ndarray:
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` loaded without pickle (memory-mapped with ``mmap``), checked to hold complex [n] or
+    [N_frames, L], or real I/Q pairs [n, 2] or [N_frames, L, 2]."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"cannot read {path} as a NumPy array ({err}); save it with np.save as a plain "
+                        "complex array") from err
+    pairs = not np.iscomplexobj(array)
+    if pairs and not (array.dtype.kind in "fiu" and array.ndim in (2, 3) and array.shape[-1] == 2):
+        raise UserError(f"{path} holds {array.dtype} {array.shape}, not complex IQ; save a complex array "
+                        "(e.g. I + 1j * Q) or real I/Q pairs in a last axis of 2")
+    if not pairs and array.ndim not in (1, 2):
+        raise UserError(f"{path} has shape {array.shape}; expected complex [N_frames, L] or a 1-D stream")
+    return array
+
+
+def npy_as_complex(array: np.ndarray) -> np.ndarray:
+    """Real I/Q pairs [..., 2] (as :func:`load_npy` checks them) as complex samples; a complex array as it is."""
     if np.iscomplexobj(array):
         return array
-    if array.dtype.kind in "fiu" and array.ndim in (2, 3) and array.shape[-1] == 2:
-        pairs = array.astype(np.result_type(array.dtype, np.float32))
-        return pairs[..., 0] + 1j * pairs[..., 1]
-    raise UserError(f"{path} holds {array.dtype} {array.shape}, not complex IQ; save a complex array "
-                    "(e.g. I + 1j * Q) or real I/Q pairs in a last axis of 2")
+    pairs = array.astype(np.result_type(array.dtype, np.float32))
+    return pairs[..., 0] + 1j * pairs[..., 1]

@@ -5,24 +5,38 @@ Every set is a Dataset of ``{"signal": float32 [C, *spatial], "index": i}`` item
 kind is decided by ``--spatial_dimension``: 1 reads processed h5 files, 2 and 3 read CSV split
 files in the research code's layout (:mod:`src.data.images`). As in the research code, an out-set
 entry ending in ``_vflip`` or ``_hflip`` (``.../Digits04_test.csv_vflip``) is that CSV's images
-flipped.
+flipped. Here too: the data flags (:func:`add_data_args`) and what config.json records of the data
+(:func:`data_section`), which later stages read back (:func:`options_for_run`).
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from src.cli import add_carrier_arg
 from src.data.datasets import SignalDataset, display_name
-from src.data.images import ImageDataset, split_name
+from src.data.images import ImageDataset, add_image_args, split_name
 from src.dsp import choose_carrier_order
 from src.errors import UserError
 
 log = logging.getLogger("rfood")
 
 FLIP_SUFFIXES = {"_vflip": "v", "_hflip": "h"}
+
+
+def add_data_args(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
+    """What the data are: 1D RF signals (processed h5) or 2D/3D images (CSV split files), and how they are
+    read. With ``from_config`` (later stages) None means "as the run was trained"."""
+    suffix = " (default: as in the run's config.json)" if from_config else " (default: %(default)s)"
+    parser.add_argument("--spatial_dimension", type=int, choices=[1, 2, 3], default=None if from_config else 1,
+                        help="1: RF signals [2, T] from processed h5 files; 2: images; 3: volumes, both from CSV "
+                             "split files (data_splits/<Name>_{train,val,test}.csv)" + suffix)
+    add_image_args(parser, from_config)
+    add_carrier_arg(parser, from_config)
 
 
 @dataclass(frozen=True)
@@ -179,3 +193,11 @@ def data_shape(dataset) -> dict:
     if hasattr(dataset, "spatial_shape"):
         return {"channels": dataset.channels, "spatial_shape": list(dataset.spatial_shape)}
     return {"channels": 2, "signal_length": dataset.signal_length}
+
+
+def data_section(train_set, training_file: str | Path, validation_file: str | Path,
+                 options: DataOptions = DataOptions()) -> dict:
+    """The ``data`` section of config.json: the data's shape, files and how they were read (image options,
+    carrier recovery)."""
+    files = {"training_h5file": str(training_file), "validation_h5file": str(validation_file)}
+    return {**data_shape(train_set), **files, **options.section()}

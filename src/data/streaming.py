@@ -1,8 +1,9 @@
 """Read long recordings window by window in bounded memory, for scoring.
 
 :func:`open_recording` accepts the raw inputs of :mod:`src.data.recordings` (SigMF, ``.npy``,
-RF Challenge ``*_raw_data.h5``) but never loads the whole file: :meth:`Recording.windows` yields
-chunks of windows and reads only the samples each chunk needs.
+RF Challenge ``*_raw_data.h5``), opened and checked by that module's openers, but never loads the
+whole file: :meth:`Recording.windows` yields chunks of windows and reads only the samples each chunk
+needs.
 
 Sample numbering: a stream (SigMF, 1-D npy) counts samples from 0. A frame source (2-D npy, h5, shape
 [frames, L]) numbers frame ``f`` position ``p`` as ``f * L + p``, as if its frames were laid end to
@@ -26,12 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from src.data.recordings import (ACCEPTED_KINDS, NPY_SUFFIX, RAW_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort,
-                                 npy_as_complex, open_sigmf)
-from src.errors import CORRUPT_FILE_ERRORS, UserError
+                                 load_npy, npy_as_complex, open_raw_h5, open_sigmf)
+from src.errors import UserError
 
 log = logging.getLogger("rfood")
 DEFAULT_CHUNK_WINDOWS = 256  # windows per chunk: 256 windows of 1024 samples are 2 MiB of complex64
@@ -155,14 +155,15 @@ def too_short(path: Path, n_samples: int, span: int, window: int, is_frames: boo
 # Opening
 # --------------------------------------------------------------------------------------------------
 
-def open_recording(path: Path) -> Recording:
-    """Open a ``.sigmf-meta`` (with its ``.sigmf-data``), ``.npy`` or ``*_raw_data.h5`` for windowed reads."""
+def open_recording(path: Path, any_h5_name: bool = False) -> Recording:
+    """Open a ``.sigmf-meta`` (with its ``.sigmf-data``), ``.npy`` or ``*_raw_data.h5`` for windowed reads;
+    with ``any_h5_name``, any other file as a raw h5 (score.py's complex h5 inputs, whatever their name)."""
     path = Path(path)
     if path.name.endswith(SIGMF_META_SUFFIX):
         return open_sigmf_recording(path)
     if path.name.endswith(NPY_SUFFIX):
         return open_npy_recording(path)
-    if path.name.endswith(RAW_SUFFIX):
+    if path.name.endswith(RAW_SUFFIX) or any_h5_name:
         return open_h5_recording(path)
     raise UserError(f"{path} is not a recording this tool reads; pass {ACCEPTED_KINDS}")
 
@@ -231,13 +232,8 @@ def sigmf_start_time(path: Path, sigmf_file) -> datetime | None:
 
 def open_npy_recording(path: Path) -> Recording:
     """A ``.npy`` memory-mapped: complex [n] or [frames, L], or real I/Q pairs [n, 2] or [frames, L, 2]."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"cannot read {path} as a NumPy array ({err}); save it with np.save as a plain "
-                        "complex array") from err
+    array = load_npy(path, mmap=True)
     pairs = not np.iscomplexobj(array)
-    check_npy_layout(path, array, pairs)
     sample_dims = array.ndim - (1 if pairs else 0)
     frame_length = array.shape[1] if sample_dims == 2 else None
     n_samples = int(np.prod(array.shape[:sample_dims]))
@@ -245,7 +241,7 @@ def open_npy_recording(path: Path) -> Recording:
     def reader(start: int, count: int) -> np.ndarray:
         samples = np.array(read_flat(array, start, count) if frame_length else array[start:start + count])
         release_mapped_pages(array)  # after the copy above
-        return npy_as_complex(path, samples) if pairs else samples
+        return npy_as_complex(samples)
 
     return Recording(path=path, n_samples=n_samples, frame_length=frame_length, sample_rate=None,
                      start_time=None, reader=reader)
@@ -262,44 +258,13 @@ def release_mapped_pages(array: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
-def check_npy_layout(path: Path, array: np.ndarray, pairs: bool) -> None:
-    if pairs and not (array.dtype.kind in "fiu" and array.ndim in (2, 3) and array.shape[-1] == 2):
-        raise UserError(f"{path} holds {array.dtype} {array.shape}, not complex IQ; save a complex array "
-                        "(e.g. I + 1j * Q) or real I/Q pairs in a last axis of 2")
-    if not pairs and array.ndim not in (1, 2):
-        raise UserError(f"{path} has shape {array.shape}; expected complex [N_frames, L] or a 1-D stream")
-
-
 # --------------------------------------------------------------------------------------------------
 # RF Challenge h5
 # --------------------------------------------------------------------------------------------------
 
 def open_h5_recording(path: Path) -> Recording:
     """An RF Challenge ``*_raw_data.h5``: complex ``dataset`` [frames, L], read slice by slice."""
-    try:
-        file = h5py.File(path, "r")
-    except OSError as err:
-        raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
-    try:
-        dataset = checked_h5_dataset(path, file)
-    except UserError:
-        file.close()
-        raise
-    except CORRUPT_FILE_ERRORS as err:
-        file.close()
-        raise UserError(f"cannot read {path} as HDF5 ({err}); replace or remove the file") from err
+    file, dataset = open_raw_h5(path)
     return Recording(path=path, n_samples=int(dataset.shape[0] * dataset.shape[1]), frame_length=dataset.shape[1],
                      sample_rate=None, start_time=None,
                      reader=lambda start, count: read_flat(dataset, start, count), closer=file.close)
-
-
-def checked_h5_dataset(path: Path, file: h5py.File) -> h5py.Dataset:
-    dataset = file.get("dataset")
-    if not isinstance(dataset, h5py.Dataset):
-        raise UserError(f"{path} has no 'dataset' array; raw files need 'dataset' = complex [N_frames, L]")
-    if dataset.dtype.kind != "c":
-        raise UserError(f"{path}: 'dataset' is {dataset.dtype}, not complex; raw files need complex IQ "
-                        "[N_frames, L] (convert I/Q pairs to complex first)")
-    if dataset.ndim != 2:
-        raise UserError(f"{path}: 'dataset' has shape {dataset.shape}, expected rank 2 [N_frames, L]")
-    return dataset

@@ -1,19 +1,15 @@
-"""MONAI networks for 2D images [B, C, H, W] and 3D volumes [B, C, H, W, D], built from a plain dict.
+"""MONAI networks for 2D images [B, C, H, W] and 3D volumes [B, C, H, W, D], built from plain values.
 
-The ``network`` section of config.json names a family in ``model_type``; every other key is a
-constructor argument of the wrapper below (JSON values only: lists, numbers, booleans), so
-``build_image_model(json.loads(json.dumps(config)))`` rebuilds the same network.
+The wrappers take JSON values only (lists, numbers, booleans), so the ``network`` section of
+config.json rebuilds them; :mod:`src.networks.registry` holds their presets and defaults.
 
-* ``small`` | ``medium`` | ``big``: MONAI's ``DiffusionModelUNet`` (the denoiser), called as
-  ``model(x, t) -> same shape as x`` (noise or velocity). Parameter counts for one input channel
-  in 2D (3D in brackets): small 0.69M (1.80M), medium 2.79M (7.25M), big 17.7M (46.6M). ``big`` is
-  the research code's ``small`` model (the one its 2D results use); small and medium are CPU sizes.
-  Self-attention needs the ``einops`` package.
-* ``autoencoder``: MONAI's convolutional ``AutoEncoder``, the reconstruction baseline,
+* :class:`ImageUNet`: MONAI's ``DiffusionModelUNet`` (the denoiser), called as
+  ``model(x, t) -> same shape as x`` (noise or velocity). Self-attention needs the ``einops`` package.
+* :class:`ImageAutoEncoder`: MONAI's convolutional ``AutoEncoder``, the reconstruction baseline,
   ``model(x) -> reconstruction``.
-* ``vqvae``: MONAI's ``VQVAE`` (EMA codebook), the first stage of a latent diffusion model, with the
-  interface of :class:`src.networks.vqvae.VQVAE1D`: ``forward(x) -> (reconstruction, commitment
-  loss, codes)``, ``encode``, ``quantize``, ``encode_quantized``, ``decode(z, length=...)``.
+* :class:`ImageVQVAE`: MONAI's ``VQVAE`` (EMA codebook), the first stage of a latent diffusion model,
+  with the interface of :class:`src.networks.vqvae.VQVAE1D`: ``forward(x) -> (reconstruction,
+  commitment loss, codes)``, ``encode``, ``quantize``, ``encode_quantized``, ``decode(z, length=...)``.
 
 Every wrapper pads its input with zeros to a multiple of its down-sampling factor and crops the
 output back, so any spatial size works and output shape == input shape. The VQ-VAE's latents are
@@ -31,26 +27,6 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import VQVAE, AutoEncoder, DiffusionModelUNet
 from torch import Tensor, nn
-
-from src.errors import UserError
-
-UNET_PRESETS = {
-    "small": dict(channels=[16, 32, 64], attention_levels=[False, False, True], num_res_blocks=1,
-                  norm_num_groups=8, num_head_channels=32),
-    "medium": dict(channels=[32, 64, 128], attention_levels=[False, True, True], num_res_blocks=1,
-                   norm_num_groups=16, num_head_channels=32),
-    "big": dict(channels=[128, 256, 256], attention_levels=[False, False, True], num_res_blocks=1,
-                norm_num_groups=32, num_head_channels=256),
-}
-DEFAULTS = {
-    "autoencoder": dict(channels=[32, 64], latent_channels=4, num_res_units=1),
-    "vqvae": dict(channels=[32, 64], num_res_layers=1, num_res_channels=[32, 64],
-                  downsample_parameters=[[2, 4, 1, 1], [2, 4, 1, 1]],
-                  upsample_parameters=[[2, 4, 1, 1, 0], [2, 4, 1, 1, 0]],
-                  num_embeddings=256, embedding_dim=8, commitment_cost=0.25, decay=0.99),
-}
-DENOISER_TYPES = tuple(UNET_PRESETS)
-IMAGE_MODEL_TYPES = (*DENOISER_TYPES, "autoencoder", "vqvae")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,10 +145,6 @@ class ImageVQVAE(nn.Module):
                          num_embeddings=num_embeddings, embedding_dim=embedding_dim,
                          commitment_cost=commitment_cost, decay=decay, **vqvae_kwargs)
 
-    def latent_shape(self, spatial_shape: Sequence[int]) -> tuple[int, ...]:
-        """Spatial shape of the latents of an image of ``spatial_shape``."""
-        return tuple(-(-int(size) // self.downsampling) for size in spatial_shape)
-
     def encode(self, x: Tensor) -> Tensor:
         """[B, C, *spatial] -> continuous latents z_e [B, D, *ceil(spatial / downsampling)]."""
         return self.net.encode(pad_to_multiple(x, self.downsampling))
@@ -203,91 +175,12 @@ class ImageVQVAE(nn.Module):
         return self.decode(z_q, length=x.shape[2:]), loss, codes
 
 
-BUILDERS = {**dict.fromkeys(UNET_PRESETS, ImageUNet), "autoencoder": ImageAutoEncoder, "vqvae": ImageVQVAE}
 WRAPPED = {ImageUNet: DiffusionModelUNet, ImageVQVAE: VQVAE, ImageAutoEncoder: None}
 
 
-# --------------------------------------------------------------------------------------------------
-# Config and factory
-# --------------------------------------------------------------------------------------------------
-
-def _accepted_keys(model_type: str) -> set[str]:
-    """Constructor arguments a family accepts: its wrapper's, plus those of the MONAI net it passes on."""
-    builder = BUILDERS[model_type]
-    keys = set(inspect.signature(builder).parameters)
-    if WRAPPED[builder] is not None:
-        keys |= set(inspect.signature(WRAPPED[builder]).parameters)
+def constructor_keys(wrapper: type) -> set[str]:
+    """Config keys a wrapper accepts: its constructor's arguments, plus those of the MONAI net it passes on."""
+    keys = set(inspect.signature(wrapper).parameters)
+    if WRAPPED[wrapper] is not None:
+        keys |= set(inspect.signature(WRAPPED[wrapper]).parameters)
     return keys - {"self", "unet_kwargs", "vqvae_kwargs", "spatial_dims", "in_channels", "out_channels"}
-
-
-def _jsonable(value):
-    """Tuples (also nested) as lists, so the config survives a JSON round trip unchanged."""
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    return value
-
-
-def _largest_group_count(widths: Sequence[int]) -> int:
-    """The largest of 32, 16, 8, 4, 2, 1 dividing every width."""
-    return next(groups for groups in (32, 16, 8, 4, 2, 1) if all(width % groups == 0 for width in widths))
-
-
-def _fill_unet(config: dict, given: dict) -> None:
-    """Keep a UNet config consistent when its channels are overridden, then check it."""
-    if "channels" in given:
-        levels = len(config["channels"])
-        if "attention_levels" not in given:  # attention at the lowest level only
-            config["attention_levels"] = [False] * (levels - 1) + [levels > 2]
-        if "norm_num_groups" not in given:
-            config["norm_num_groups"] = _largest_group_count(config["channels"])
-        if "num_head_channels" not in given:
-            attended = [w for w, a in zip(config["channels"], config["attention_levels"]) if a]
-            config["num_head_channels"] = math.gcd(*(attended or config["channels"]))  # MONAI checks every level
-    _check_unet(config)
-
-
-def _check_unet(config: dict) -> None:
-    channels, groups = config["channels"], config["norm_num_groups"]
-    if len(config["attention_levels"]) != len(channels):
-        raise UserError(f"--attention_levels needs one 0/1 per level of --channels {channels}")
-    if any(width % groups for width in channels):
-        raise UserError(f"--channels {channels} must all be multiples of norm_num_groups={groups}")
-    head = config["num_head_channels"]
-    if isinstance(head, int) and any(a and width % head for width, a in zip(channels, config["attention_levels"])):
-        raise UserError(f"widths with attention in --channels {channels} must be multiples of num_head_channels={head}")
-
-
-def image_network_config(model_type: str, spatial_dims: int, in_channels: int, **overrides) -> dict:
-    """The ``network`` section of config.json for images: a family's defaults plus the non-None overrides.
-
-    Overrides may be any constructor argument of the family (see the wrappers above, and MONAI's
-    ``DiffusionModelUNet`` / ``VQVAE``); for the UNet presets, overriding ``channels`` alone also
-    sets attention at the lowest level, the GroupNorm group count and the attention head width.
-    """
-    if model_type not in IMAGE_MODEL_TYPES:
-        raise UserError(f"unknown --model_type {model_type!r}; choose one of {', '.join(IMAGE_MODEL_TYPES)}")
-    if spatial_dims not in (2, 3):
-        raise UserError(f"--spatial_dimension must be 2 or 3 for image networks, got {spatial_dims}")
-    config = {key: _jsonable(value) for key, value in (UNET_PRESETS.get(model_type) or DEFAULTS[model_type]).items()}
-    given = {key: _jsonable(value) for key, value in overrides.items() if value is not None}
-    unknown = sorted(set(given) - _accepted_keys(model_type))
-    if unknown:
-        raise UserError(f"--{unknown[0]} does not apply to --model_type={model_type}")
-    config.update(given)
-    if model_type in UNET_PRESETS:
-        _fill_unet(config, given)
-    return {"model_type": model_type, "spatial_dims": spatial_dims, "in_channels": in_channels, **config}
-
-
-def build_image_model(network: dict) -> nn.Module:
-    """Rebuild the image network described by the ``network`` section of config.json."""
-    model_type = network.get("model_type")
-    if model_type not in BUILDERS:
-        raise UserError(f"config names unknown image model_type {model_type!r}; "
-                        f"this version knows {', '.join(IMAGE_MODEL_TYPES)}")
-    kwargs = {key: value for key, value in network.items() if key != "model_type"}
-    try:
-        return BUILDERS[model_type](**kwargs)
-    except (TypeError, ValueError, AssertionError) as err:
-        raise UserError(f"the network section of the run's config does not fit {model_type} ({err}); "
-                        "was it written by another version? retrain or fix config.json") from err

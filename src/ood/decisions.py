@@ -144,7 +144,7 @@ class StreamIntegrator:
 # --------------------------------------------------------------------------------------------------
 
 def upper_quantile(scores: np.ndarray, target: float) -> float:
-    """The (1 - target) quantile, as :func:`src.ood.scoring_stage.val_threshold` sets it (flag: score above)."""
+    """The (1 - target) quantile, as :func:`src.field.scoring_stage.val_threshold` sets it (flag: score above)."""
     return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - target))
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from src.errors import UserError
 from src.io import save_json
 from src.ood.decisions import integrated_sets
-from src.ood.detector import Detector, ScoreOptions, score_sets
+from src.ood.detector import Detector, ScoreOptions
 from src.ood.evaluation import auroc_table, metrics_table
 from src.ood.fusion import View, fuse
 from src.ood.ood_folder import OodFolder, load_sets, signal_units, write_table
@@ -31,29 +31,42 @@ from src.run import Run
 log = logging.getLogger("rfood")
 
 
-def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, list[int]]:
-    """AUROC per out set and their mean for one run, exactly as ood_detection.py reports it; and the t used."""
-    options = options.for_run(OodFolder(ood_dir).load_settings())
-    scored = score_sets(ood_dir, options.metric, options.score, options.min_t, options.max_t, options.t_skip,
-                        options.auto_t)
-    return auroc_table(scored.inside, scored.outs), scored.ts
-
-
 @dataclass
 class ScoredRun:
     """One ood folder's sets scored with a detector fitted on its val set (the run's defaults filled in)."""
 
     options: ScoreOptions
     settings: dict
-    val: pd.DataFrame
-    inside: pd.DataFrame
-    outs: dict[str, pd.DataFrame]
     detector: Detector
-    scores: dict[str, pd.Series]  # "val", "in" and each out set: one score per signal
+    frames: dict[str, pd.DataFrame]  # "val", "in" and each out set: the results as reconstruct.py wrote them
+    scores: dict[str, pd.Series]  # the same sets: one score per signal
     units: pd.Series  # each in and out signal's frame, for the bootstrap
+
+    @property
+    def val(self) -> pd.Series:
+        return self.scores["val"]
+
+    @property
+    def inside(self) -> pd.Series:
+        return self.scores["in"]
+
+    @property
+    def outs(self) -> dict[str, pd.Series]:
+        """Each out set's scores, by set name."""
+        return {name: scores for name, scores in self.scores.items() if name not in ("val", "in")}
+
+    @property
+    def ts(self) -> list[int]:
+        return self.detector.ts
+
+    @property
+    def auto_dropped(self) -> list[int]:
+        return self.detector.auto_dropped
 
 
 def score_run(folder: OodFolder, options: ScoreOptions) -> ScoredRun:
+    """Fit ``options`` (the run's defaults where they leave it open) on the folder's val results and score every
+    set: the one way ood_detection.py, its fused rows and the benchmarks score a run."""
     settings = folder.load_settings()
     options = options.for_run(settings)
     val, inside, outs = load_sets(folder)
@@ -61,13 +74,13 @@ def score_run(folder: OodFolder, options: ScoreOptions) -> ScoredRun:
     frames = {"val": val, "in": inside, **outs}
     scores = {name: detector.score_frame(frame, name) for name, frame in frames.items()}
     units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
-    return ScoredRun(options, settings, val, inside, outs, detector, scores, units)
+    return ScoredRun(options, settings, detector, frames, scores, units)
 
 
-def ood_scores(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, dict[str, pd.Series], pd.Series]:
-    """In scores, out scores per set and each signal's frame, for one run, as ood_detection.py scores them."""
+def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, list[int]]:
+    """AUROC per out set and their mean for one run, as ood_detection.py reports it; and the t used."""
     run = score_run(OodFolder(ood_dir), options)
-    return run.scores["in"], {name: run.scores[name] for name in run.outs}, run.units
+    return auroc_table(run.inside, run.outs), run.ts
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -104,10 +117,10 @@ class RunResult:
 
 
 def per_snr(folder: OodFolder, suffix: str, scores: dict[str, pd.Series], snrs: dict[str, pd.Series | None],
-            outs: dict[str, pd.DataFrame], width: float) -> pd.DataFrame | None:
+            out_names: list[str], width: float) -> pd.DataFrame | None:
     """The per-SNR table (:mod:`src.ood.snr`), written as snr_<suffix>.csv; None without SNRs."""
-    table = snr_table(scores["in"], {name: scores[name] for name in outs}, snrs["in"],
-                      {name: snrs[name] for name in outs}, width)
+    table = snr_table(scores["in"], {name: scores[name] for name in out_names}, snrs["in"],
+                      {name: snrs[name] for name in out_names}, width)
     if table is not None:
         write_table(table, folder.snr_file(suffix), index=False, float_format="%.4f")
     return table
@@ -116,11 +129,10 @@ def per_snr(folder: OodFolder, suffix: str, scores: dict[str, pd.Series], snrs: 
 def decision_view(scored: ScoredRun, k: int) -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
     """Every set's scores, the in and out scores' frames (for the bootstrap) and their SNRs (where recorded): of
     single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame (their mean score)."""
-    frames = {"val": scored.val, "in": scored.inside, **scored.outs}
-    snrs = {name: signal_snrs(frame) for name, frame in frames.items()}
+    snrs = {name: signal_snrs(frame) for name, frame in scored.frames.items()}
     if k == 1:
         return scored.scores, scored.units, snrs
-    groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in frames.items()}, k)
+    groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in scored.frames.items()}, k)
     scores = {name: group.scores.rename(name) for name, group in groups.items()}
     units = pd.concat([groups[name].units for name in ("in", *scored.outs)])
     return scores, units, {name: None if snrs[name] is None else groups[name].mean_of(snrs[name]) for name in groups}
@@ -132,25 +144,24 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
     with ``integrate`` K > 1, of decisions over K consecutive windows of a frame."""
     folder = OodFolder(Run(output_dir, model_name).ood_dir)
     scored = score_run(folder, options)
-    options, settings, val, inside, outs = scored.options, scored.settings, scored.val, scored.inside, scored.outs
-    detector = scored.detector
+    options, settings, detector, frames = scored.options, scored.settings, scored.detector, scored.frames
+    out_names = list(scored.outs)
     scores, units, snrs = decision_view(scored, integrate)
     suffix = options.suffix + (f"_k{integrate}" if integrate > 1 else "")
-    table = metrics_table(scores["in"], {name: scores[name] for name in outs}, n_bootstrap, seed, units)
+    table = metrics_table(scores["in"], {name: scores[name] for name in out_names}, n_bootstrap, seed, units)
     method = method_line(model_name, settings, detector) + (
         f"; decisions over {integrate} consecutive windows of a frame (mean score)" if integrate > 1 else "")
     write_table(table, folder.metrics_file(suffix), index_label="dataset", float_format="%.4f")
-    snr = per_snr(folder, suffix, scores, snrs, outs, snr_bin)
+    snr = per_snr(folder, suffix, scores, snrs, out_names, snr_bin)
     save_json({"model_name": model_name, "metrics": options.metric, "score": options.score, "t_used": detector.ts,
                "t_dropped_by_auto_t": detector.auto_dropped, "integrate": integrate, "reconstruction": settings,
                "auroc": table["AUROC"].to_dict()}, folder.auroc_file(suffix))
     if report:
         title = f"OOD report: {model_name} ({options.score} score on {','.join(options.metric)})"
         unit = "signals" if integrate == 1 else f"groups of {integrate} windows"
-        fitting = (f"metrics: {','.join(options.metric)}; fitted on {val['filename'].nunique()} val signals, "
-                   f"tested on {len(scores['in'])} in {unit}")
+        fitting = (f"metrics: {','.join(options.metric)}; fitted on {frames['val']['filename'].nunique()} val "
+                   f"signals, tested on {len(scores['in'])} in {unit}")
         lines = [method, f"score: {options.score}, {DESCRIPTIONS[options.score]}", fitting]
-        frames = {"val": val, "in": inside, **outs}
         log.info("wrote %s", write_report(folder, title, lines, table, detector, scores, frames, snr))
     return RunResult(table, method, options, snr)
 

@@ -7,14 +7,13 @@ features only (no OOD labels, no test data) and scores any set. The paper's meth
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from src.errors import UserError
-from src.ood.ood_folder import METRICS, OodFolder, load_sets, signal_units
+from src.ood.ood_folder import METRICS, signal_units
 from src.ood.score_functions import fit_score
 
 # Chosen by benchmarks/bench_selection.py on synthetic draws that share nothing with the demo data
@@ -55,24 +54,11 @@ def kept_t(available: list[int], min_t: int, max_t: int, t_skip: int) -> list[in
     return kept
 
 
-@dataclass
-class ScoredSets:
-    """One run's OOD scores per signal for every set, and how they were made."""
-
-    score: str
-    metrics: list[str]
-    ts: list[int]
-    val: pd.Series
-    inside: pd.Series
-    outs: dict[str, pd.Series]
-    auto_dropped: list[int] = field(default_factory=list)
-
-
 def feature_table(frame: pd.DataFrame, metrics: list[str], ts: list[int], where: str) -> pd.DataFrame:
     """Errors as [signal, (metric, t)] for the given metrics and start points.
 
     A non-finite error (a reconstruction that diverged) is refused in val, where it would break the
-    fitted statistics; elsewhere :func:`score_sets` makes that signal maximally unusual.
+    fitted statistics; elsewhere the :class:`Detector` makes that signal maximally unusual.
     """
     tables = {}
     for metric in metrics:
@@ -192,16 +178,6 @@ class ScoreOptions:
     def suffix(self) -> str:
         """``<metrics>_<score>``, the suffix of the files this choice writes."""
         return f"{'-'.join(self.metric)}_{self.score}"
-
-
-def score_sets(ood_dir: str | Path, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
-               min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False) -> ScoredSets:
-    """Fit ``score`` on the val errors (``metrics`` at the kept t) and score val, in and every out set."""
-    val, inside, outs = load_sets(OodFolder(ood_dir))
-    detector = fit_detector(val, metrics, score, min_t, max_t, t_skip, auto_t)
-    return ScoredSets(score, detector.metrics, detector.ts, detector.score_frame(val, "val"),
-                      detector.score_frame(inside, "in"),
-                      {name: detector.score_frame(frame, name) for name, frame in outs.items()}, detector.auto_dropped)
 
 
 CONSTANT_CV = 1e-3  # val errors this tight (relative to their mean) carry no information

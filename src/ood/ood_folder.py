@@ -14,7 +14,7 @@
 - ``metrics_<metrics>_<score>.csv``, ``auroc_<metrics>_<score>.json``, ``snr_<metrics>_<score>.csv``
   (where the results record SNRs), ``report.md`` and ``report/`` (ood_detection.py);
   ``scores_<input stem>.csv`` and its plot (score.py); ``val_spectra.npz``, the val windows' per-bin
-  spectral errors that score.py localises anomalies against (see :mod:`src.ood.localisation`).
+  spectral errors that score.py localises anomalies against (see :mod:`src.field.localisation`).
 
 Every file is written atomically (:func:`src.io.atomic_path`); floats as :data:`FLOAT_FORMAT`.
 """

@@ -1,6 +1,7 @@
-"""Training a diffusion denoiser on one signal type (DDPM objective, MONAI DDPMScheduler).
+"""Training a diffusion denoiser on one data type (DDPM objective, MONAI DDPMScheduler): train_ddpm.py's run.
 
-With a latent space (LDM) the same objective runs on the frozen VQ-VAE's scaled latents.
+With a latent space (LDM) the same objective runs on the frozen VQ-VAE's scaled latents; the
+VQ-VAE is loaded and checked against the data, and its latent scale measured, here.
 
 At every evaluation the first validation signals are noised to ``FIGURE_START`` and denoised back
 to t = 0 with the PLMS reconstruction that scoring uses (:func:`src.diffusion.multistart.reconstruct`),
@@ -11,19 +12,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from src.data.sources import DataOptions, data_shape
-from src.diffusion.latent import SignalSpace
+from src.data.datasets import make_loader
+from src.data.sources import DataOptions, data_section
+from src.diffusion.latent import SignalSpace, VQVAELatents, latent_config, latent_scale, load_space, load_vqvae
 from src.diffusion.multistart import reconstruct
-from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, training_target
+from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
+from src.distributed import Dist, distributed
+from src.errors import UserError
 from src.figures import image_figure, signal_figure
-from src.trainers.base import VAL_SEED, Trainer
+from src.networks import network_config
+from src.run import Run
 from src.runtime import WithPrecision
+from src.trainers.base import VAL_SEED, Trainer
+from src.trainers.setup import load_training_sets, settings_from, start_run
 
 # A mid start point of the 1000-step training schedule: enough noise that the model must redraw detail,
 # little enough that the signal's structure survives. 100 PLMS steps (reconstruct.py's default) put
 # t = 250 on the inference grid: 26 network calls on FIGURE_SIGNALS signals per evaluation.
 FIGURE_START = 250
 FIGURE_INFERENCE_STEPS = 100
+SIZE_FLAGS = ("channels", "attention_levels", "num_res_blocks", "residual_layers", "residual_channels",
+              "dilation_cycle_length")  # train_ddpm.py's flags that override the denoiser's default sizes
 
 
 class DiffusionTrainer(Trainer):
@@ -61,18 +70,68 @@ class DiffusionTrainer(Trainer):
         return {f"denoised_from_t{FIGURE_START}": signal_figure(x, decoded, title)}
 
 
+def train_diffusion_model(args) -> None:
+    """The whole of train_ddpm.py: a DDPM, or with ``--vqvae_checkpoint`` an LDM, under torchrun or not."""
+    with distributed(args.dist_backend) as dist:
+        train_set, val_set, options = load_training_sets(args)
+        vqvae, latent, in_channels = (first_stage(args, train_set, options, dist) if args.vqvae_checkpoint
+                                      else (None, None, train_set.channels))
+        run, config = start_run(args, config_from(args, train_set, options, in_channels, latent), dist)
+        if latent:
+            check_same_vqvae(run, config, latent)
+        # a resumed LDM keeps the scale it started with
+        space = (VQVAELatents(vqvae, config["latent"]["scale_factor"], config["latent"].get("latent_pad")) if latent
+                 else load_space(config, dist.device))
+        DiffusionTrainer(run, config, settings_from(args), train_set, val_set, dist, space=space).fit()
+
+
+def config_from(args, train_set, options: DataOptions, in_channels: int, latent: dict | None) -> dict:
+    """config.json of the run train_ddpm.py's flags describe."""
+    network = network_config(args.model_type, args.spatial_dimension, in_channels,
+                             **{name: getattr(args, name) for name in SIZE_FLAGS})
+    scheduler = scheduler_config(args.beta_schedule, args.beta_start, args.beta_end, args.prediction_type,
+                                 args.b_scale, args.snr_shift)
+    data = data_section(train_set, args.training_h5file, args.validation_h5file, options)
+    return ddpm_config(network, scheduler, data, latent)
+
+
+def first_stage(args, train_set, options: DataOptions, dist: Dist) -> tuple:
+    """An LDM's frozen VQ-VAE, checked against the data; the ``latent`` section of config.json (its latents'
+    scale measured on the training set); and the latent channels the denoiser takes."""
+    vqvae, vqvae_config = load_vqvae(args.vqvae_checkpoint, dist.device)
+    check_vqvae_dims(vqvae_config, args.vqvae_checkpoint, args.spatial_dimension)
+    check_vqvae_carrier(vqvae_config, args.vqvae_checkpoint, options)
+    scale = latent_scale(vqvae, make_loader(train_set, args.batch_size, shuffle=False), dist.device)
+    return vqvae, latent_config(args.vqvae_checkpoint, scale, args.latent_pad), vqvae_config["network"]["embedding_dim"]
+
+
+def check_vqvae_dims(vqvae_config: dict, checkpoint: str, spatial_dims: int) -> None:
+    """An LDM's VQ-VAE must have been trained on data of the same spatial dims."""
+    trained = vqvae_config["network"].get("spatial_dims", 1)
+    if trained != spatial_dims:
+        raise UserError(f"{checkpoint} is a VQ-VAE for --spatial_dimension={trained}, not {spatial_dims}")
+
+
+def check_vqvae_carrier(vqvae_config: dict, checkpoint: str, options: DataOptions) -> None:
+    """An LDM must see its data as its VQ-VAE saw them: the same carrier recovery."""
+    trained = vqvae_config.get("data", {}).get("carrier_order", 0)
+    if trained != options.carrier_order:
+        raise UserError(f"{checkpoint} is a VQ-VAE trained with carrier recovery order {trained or 'off'}, but these "
+                        f"data are read with {options.carrier_order or 'off'}; pass the VQ-VAE's --carrier_recovery")
+
+
+def check_same_vqvae(run: Run, config: dict, latent: dict) -> None:
+    """A resumed LDM must go on with the VQ-VAE it started with."""
+    if config["latent"]["vqvae_checkpoint"] != latent["vqvae_checkpoint"]:
+        raise UserError(f"{run.config_path} was trained on {config['latent']['vqvae_checkpoint']}, not "
+                        f"{latent['vqvae_checkpoint']}; use another --model_name")
+
+
 def ddpm_config(network: dict, scheduler: dict, data: dict, latent: dict | None = None) -> dict:
-    """config.json of a DDPM (or, with ``latent``, an LDM) run; ``data`` from :func:`data_section`."""
+    """config.json of a DDPM (or, with ``latent``, an LDM) run; ``data`` from
+    :func:`src.data.sources.data_section`."""
     config = {"kind": "ddpm" if latent is None else "ldm", "network": network, "scheduler": scheduler,
               "data": data}
     if latent is not None:
         config["latent"] = latent
     return config
-
-
-def data_section(train_set, training_file: str, validation_file: str,
-                 options: DataOptions = DataOptions()) -> dict:
-    """The ``data`` section of config.json: the data's shape, files and how they were read (image options,
-    carrier recovery)."""
-    section = {**data_shape(train_set), "training_h5file": str(training_file), "validation_h5file": str(validation_file)}
-    return {**section, **options.section()}

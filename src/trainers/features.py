@@ -14,11 +14,11 @@ import time
 import torch
 
 from src.data.datasets import make_loader
+from src.data.sources import data_section
 from src.distributed import Dist
 from src.features import rf_features
 from src.io import save_checkpoint
 from src.networks import build_model, network_config
-from src.trainers.ddpm import data_section
 from src.trainers.setup import load_training_sets, start_run
 
 log = logging.getLogger("rfood")

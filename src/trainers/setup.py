@@ -1,17 +1,17 @@
-"""What the three training scripts share: their common flags, data, run folder and settings."""
+"""What the training scripts share: the training flags (all but train_features.py's), data, run folder and
+settings; and the whole run of train_autoencoder.py and train_vqvae.py (:func:`train_autoencoding_model`)."""
 from __future__ import annotations
 
 import logging
 
-from src.cli import (Parser, add_data_args, add_dist_args, add_loader_args, add_run_args, flag, positive_int,
-                     setup_logging)
-from src.data.sources import DataOptions, data_shape, log_carrier_choice, open_set, resolve_carrier
+from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
+from src.data.sources import (DataOptions, add_data_args, data_section, data_shape, log_carrier_choice, open_set,
+                              resolve_carrier)
 from src.errors import UserError
 from src.io import make_dir
 from src.networks import network_config
 from src.run import Run
 from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
-from src.trainers.ddpm import data_section
 from src.distributed import Dist, distributed, on_main
 from src.runtime import PRECISIONS, choose_precision, seed_everything
 

@@ -9,10 +9,10 @@ new in-distribution windows.
 
 Processed h5 inputs are scored as reconstruct.py reads them. Raw recordings (SigMF, ``.npy``,
 ``*_raw_data.h5``) are streamed in bounded memory, windows ``--hop`` apart, and each flagged window
-gets the band that deviates most (:mod:`src.ood.field_scoring`, :mod:`src.ood.localisation`).
+gets the band that deviates most (:mod:`src.field.field_scoring`, :mod:`src.field.localisation`).
 ``--pfa`` sets the threshold per band of estimated SNR and ``--integrate K`` adds a decision over K
 windows with its own cross-fitted threshold (:mod:`src.ood.decisions`); ``--annotate`` writes a
-SigMF recording's flagged segments as a new ``.sigmf-meta`` (:mod:`src.ood.annotations`).
+SigMF recording's flagged segments as a new ``.sigmf-meta`` (:mod:`src.field.annotations`).
 """
 from __future__ import annotations
 
@@ -21,30 +21,30 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from src.cli import setup_logging
 from src.data.datasets import SignalDataset
 from src.data.sources import options_for_run
-from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort
-from src.data.streaming import Recording, open_h5_recording, open_recording
+from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort, is_raw_h5
+from src.data.streaming import open_recording
 from src.diffusion.engine import MODES
 from src.distributed import Dist, on_main
-from src.errors import CORRUPT_FILE_ERRORS, UserError
-from src.ood.annotations import SegmentCollector, annotation_path, write_annotations
+from src.errors import UserError
+from src.field.annotations import SegmentCollector, annotation_path, write_annotations
+from src.field.field_scoring import (INTEGRATED_COLUMNS, Clock, FieldOptions, Scorer, StreamSummary, frequency_unit,
+                                     merged_columns, output_columns, recording_clock, row_writer, score_recording)
+from src.field.localisation import SpectralBaseline, val_differences
 from src.ood.decisions import Decider, fit_decider, integrate
 from src.ood.detector import Detector, ScoreOptions
-from src.ood.field_scoring import (INTEGRATED_COLUMNS, Clock, FieldOptions, Scorer, StreamSummary, frequency_unit,
-                                   merged_columns, output_columns, recording_clock, row_writer, score_recording)
-from src.ood.localisation import SpectralBaseline, val_differences
 from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, as_written, read_results, write_table
 from src.ood.reconstructors import build_reconstructor, reconstruct_set, scoring_precision
 from src.run import Run
 
 log = logging.getLogger("rfood")
 CROSSFIT_FOLDS = 5
+INPUT_KINDS = "--input takes processed h5, *_raw_data.h5, .sigmf-meta or .npy files"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,22 +138,6 @@ def load_val(run: Run, folder: OodFolder, settings: dict) -> pd.DataFrame:
 # Inputs
 # --------------------------------------------------------------------------------------------------
 
-def is_raw_h5(path: Path) -> bool:
-    """An h5 whose ``dataset`` is complex (a raw recording) rather than float [N, 2, T] (processed)."""
-    try:
-        with h5py.File(path, "r") as handle:
-            data = handle.get("dataset")
-            return isinstance(data, h5py.Dataset) and np.issubdtype(data.dtype, np.complexfloating)
-    except CORRUPT_FILE_ERRORS as err:
-        raise UserError(f"cannot read {path} as HDF5 ({err}); --input takes processed h5, *_raw_data.h5, "
-                        ".sigmf-meta or .npy files") from err
-
-
-def open_raw(path: Path) -> Recording:
-    """A raw recording opened for chunked reads (a complex h5 need not be named ``*_raw_data.h5``)."""
-    return open_recording(path) if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) else open_h5_recording(path)
-
-
 @dataclass
 class RawInput:
     """A raw recording to stream, checked on opening: how many windows it gives, its clock, its CSV columns."""
@@ -167,7 +151,7 @@ class RawInput:
 
 def inspect_raw(path: Path, options: FieldOptions, localise: bool) -> RawInput:
     """Open ``path`` once to check it against the flags (too short, units) before any reconstruction."""
-    with open_raw(path) as recording:
+    with open_recording(path, any_h5_name=True) as recording:
         try:
             n_windows = recording.n_windows(options.window, options.hop)
         except RecordingTooShort as err:
@@ -190,7 +174,7 @@ def read_input(path: Path, signal_length: int, args, options: FieldOptions, loca
     if getattr(args, "annotate", False) and not path.name.endswith(SIGMF_META_SUFFIX):
         raise UserError(f"--annotate=1 writes SigMF annotations of SigMF recordings, but {path} is not a "
                         f"{SIGMF_META_SUFFIX} file; drop --annotate or score it separately")
-    if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path):
+    if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path, INPUT_KINDS):
         return inspect_raw(path, options, localise)
     if args.hop is not None:
         raise UserError(f"--hop applies to raw recordings, but {path} is a processed h5 of fixed windows; "
@@ -274,7 +258,7 @@ def field_options(args, signal_length: int, carrier_order: int) -> FieldOptions:
 
 def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
                       detector: Detector, dist: Dist) -> SpectralBaseline:
-    """Per-bin val statistics for localising bands (:mod:`src.ood.localisation`), rebuilt once and cached."""
+    """Per-bin val statistics for localising bands (:mod:`src.field.localisation`), rebuilt once and cached."""
     val_path = args.val_h5file or config.get("data", {}).get("validation_h5file")
     if val_path is None:
         raise UserError(f"{folder.path.parent / 'config.json'} names no validation file; pass --val_h5file=<the file "
@@ -307,7 +291,7 @@ def stream_input(item: RawInput, scorer: Scorer, options: FieldOptions, target: 
     ``annotate``, write its flagged segments as a new .sigmf-meta beside ``target``."""
     plot = plot_path(target, item.path, several) if options.plot else None
     collector = SegmentCollector(options.window, item.unit, item.clock.sample_rate) if annotate else None
-    with open_raw(item.path) as recording:
+    with open_recording(item.path, any_h5_name=True) as recording:
         if shared_write is not None or not dist.is_main:
             done = score_recording(recording, scorer, options, item.n_windows, item.clock, item.unit,
                                    collecting(shared_write, collector), dist, plot)

@@ -6,7 +6,7 @@ becomes one annotation:
 - ``core:sample_start``: the first sample of its first window; ``core:sample_count``: up to the end
   of its last window (with ``--hop`` above the window length the skipped samples between them count);
 - ``core:freq_lower_edge`` / ``core:freq_upper_edge`` (Hz): the union of the bands localised in its
-  windows (:mod:`src.ood.localisation`), converted from cycles/sample with the sample rate and moved
+  windows (:mod:`src.field.localisation`), converted from cycles/sample with the sample rate and moved
   to RF by the capture's ``core:frequency`` where the recording gives one (else they stay baseband,
   relative to the centre); left out where no band was localised or the sample rate is unknown;
 - ``core:label`` ``ood``, ``core:generator`` ``rfood score.py``, ``core:comment`` (windows, largest

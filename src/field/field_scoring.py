@@ -3,7 +3,7 @@
 A recording is read chunk by chunk (:mod:`src.data.streaming`, ``--chunk_windows`` windows at a
 time), its windows (``--hop`` samples apart) are regrouped into batches of ``--batch_size``, and each
 batch is reconstructed, scored, localised and written out before the next is read. Memory holds one
-chunk, one batch and the plot's bounded :class:`src.ood.timeline.Timeline`, whatever the length.
+chunk, one batch and the plot's bounded :class:`src.field.timeline.Timeline`, whatever the length.
 Batches, and each window's noise (fixed by the seed and the window's index), do not depend on the
 chunk size, so neither do the scores.
 
@@ -19,7 +19,7 @@ never leaves a partial CSV under the result's name):
   SNR estimate (:func:`src.dsp.blind_snr_db`);
 - with ``--integrate K``: ``score_int``, ``threshold_int``, ``ood_int``, the decision over the K
   consecutive windows that end at this one (empty on other rows; :class:`StreamIntegrator`);
-- for flagged windows, the most anomalous band (:mod:`src.ood.localisation`): ``band_center_hz``,
+- for flagged windows, the most anomalous band (:mod:`src.field.localisation`): ``band_center_hz``,
   ``band_width_hz`` (``--units hz``) or ``band_center``, ``band_width`` (cycles/sample), and
   ``band_z``, the signed z-score of its peak bin; empty where no bin stands out.
 
@@ -45,13 +45,13 @@ from src.data.streaming import Recording
 from src.distributed import Dist, gather_to_main
 from src.dsp import PSD_SEGMENT, blind_snr_db, welch_psd
 from src.errors import UserError
+from src.field.localisation import NO_BAND, Band, SpectralBaseline, window_bands
+from src.field.timeline import Timeline, timeline_figure
 from src.io import atomic_path
 from src.ood.decisions import Decider, StreamIntegrator
 from src.ood.detector import Detector
 from src.ood.distances import reconstruction_errors, spectral_difference
-from src.ood.localisation import NO_BAND, Band, SpectralBaseline, window_bands
 from src.ood.ood_folder import FLOAT_FORMAT, as_written, results_frame
-from src.ood.timeline import Timeline, timeline_figure
 from src.progress import progress
 
 log = logging.getLogger("rfood")
