@@ -13,7 +13,7 @@ from scipy.stats import norm
 from conftest import assert_one_line_error, run_cli, run_inline
 from src.errors import UserError
 from src.ood.decisions import BandThresholds, StreamIntegrator, fit_decider, integrate
-from src.ood.detector import fit_detector
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 from src.ood.evaluation import auroc
 
 # ---------------------------------------------------------------------------------------------- integration
@@ -200,8 +200,9 @@ def test_ood_detection_integrate_scores_means_of_8_consecutive_windows_per_frame
     result = run_cli("ood_detection.py", f"--output_dir={framed_run}", "--model_name=fake", "--n_bootstrap=0",
                      "--report=0", "--integrate=8")
     ood = framed_run / "fake" / "ood"
-    metrics = pd.read_csv(ood / "metrics_mse-mae-env-lsd_mahalanobis_k8.csv", index_col=0)
-    assert json.loads((ood / "auroc_mse-mae-env-lsd_mahalanobis_k8.json").read_text())["integrate"] == 8
+    suffix = f"{'-'.join(DEFAULT_METRICS)}_{DEFAULT_SCORE}_k8"
+    metrics = pd.read_csv(ood / f"metrics_{suffix}.csv", index_col=0)
+    assert json.loads((ood / f"auroc_{suffix}.json").read_text())["integrate"] == 8
     detector = fit_detector(pd.read_csv(ood / "results_val.csv"))
 
     def by_hand(name: str) -> tuple[np.ndarray, np.ndarray]:  # windows 0-7 of each 12-window frame; 8-11 left out

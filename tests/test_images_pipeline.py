@@ -92,7 +92,9 @@ def test_3d_ldm_with_the_research_decathlon_command_line(tmp_path):
     inside = splits["Task01_Spheres"]
     data = ["--spatial_dimension=3", "--is_grayscale=1", "--image_roi=[16,16,16]", "--image_size=16"]
     common = [f"--output_dir={runs}", f"--training_ids={inside['train']}", f"--validation_ids={inside['val']}",
-              *data, "--batch_size=2", "--n_epochs=1", "--quick_test=1", "--figures=0"]
+              *data, "--batch_size=2", "--n_epochs=1", "--quick_test=1", "--figures=0",
+              "--precision=fp32"]  # --precision=auto follows a load-dependent probe; bf16 on this barely trained
+    # VQ-VAE's latents has given a NaN loss at the first step (3 of 14 runs under load): the shapes are tested here
     run_cli("train_vqvae.py", *common, "--model_name=vqvae3d", "--channels=8,16", "--num_embeddings=16")
     vqvae = runs / "vqvae3d" / "checkpoint.pth"
     run_cli("train_ddpm.py", *common, "--model_name=ldm3d", f"--vqvae_checkpoint={vqvae}", "--channels=8,16",
