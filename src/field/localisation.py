@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 
 from src.data.datasets import SignalDataset
-from src.dsp import psd_frequencies
 from src.errors import UserError
 from src.io import atomic_path
 from src.ood.distances import reconstruction_errors, spectral_difference
@@ -125,11 +124,6 @@ def window_bands(baseline: SpectralBaseline, differences: np.ndarray, starts: li
     """The band of each window from its per-bin differences [n_starts, B, bins]."""
     profiles = profile(np.moveaxis(differences, 0, 1), starts, ts)
     return [strongest_band(z, threshold) for z in baseline.z(profiles)]
-
-
-def bin_width(n_bins: int) -> float:
-    """The spacing of the Welch PSD's bins in cycles/sample."""
-    return float(abs(psd_frequencies(n_bins)[1])) if n_bins > 1 else 1.0
 
 
 # --------------------------------------------------------------------------------------------------

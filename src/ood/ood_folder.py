@@ -38,7 +38,6 @@ SNR_COLUMN = "snr_db"  # optional: each signal's SNR in dB, where its processed 
 SNR_EST_COLUMN = "snr_est_db"  # optional: each signal's blind SNR estimate in dB (absent in older files)
 FEATURE_COLUMN = "feat"  # the feature baseline's distance (train_features.py runs)
 METRICS = (*DISTANCES, FEATURE_COLUMN)  # the error columns a results file may hold
-SET_TYPES = ("val", "in", "out")
 FLOAT_FORMAT = "%.9g"  # enough digits that a results file reads back the float32 errors exactly
 SETTINGS_FILE = "reconstruction.json"
 PARTIAL_DIR = ".partial"
