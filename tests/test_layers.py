@@ -42,3 +42,26 @@ def test_an_ood_module_importing_score_py_side_is_caught(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines == ["src.ood.detector imports src.field.localisation: src.ood never imports src.field "
                      "(score.py's side)"]
+
+
+def test_relative_package_and_dynamic_imports_and_benchmarks_are_read(tmp_path):
+    write(tmp_path, "src/__init__.py", "")
+    write(tmp_path, "src/trainers/__init__.py", "")
+    write(tmp_path, "src/ood/flags.py", "x = 1\n")
+    write(tmp_path, "src/data/__init__.py", "")
+    write(tmp_path, "src/data/prep.py", "from ..ood import flags\n")  # relative: core -> stages
+    write(tmp_path, "src/diffusion/engine.py", "import importlib\nm = importlib.import_module('src.ood.flags')\n")
+    write(tmp_path, "src/features.py", "from src import trainers\n")  # core -> src.trainers
+    write(tmp_path, "benchmarks/bench_x.py", "from src import trainers\n")  # not training code
+    write(tmp_path, "src/data/images.py", "from . import prep\n")  # relative, same layer: allowed
+    result = run_cli("tools/import_layers.py", "--quiet", f"--root={tmp_path}", check=False)
+    assert result.returncode == 1
+    lines = set(result.stdout.strip().splitlines())
+    assert lines == {
+        "src.data.prep (core) imports src.ood (stages): upward",
+        "src.data.prep (core) imports src.ood.flags (stages): upward",
+        "src.diffusion.engine (core) imports src.ood.flags (stages): upward",
+        "src.features (core) imports src.trainers (stages): upward",
+        "src.features imports src.trainers: only training code may use src.trainers",
+        "benchmarks.bench_x imports src.trainers: only training code may use src.trainers",
+    }

@@ -15,7 +15,10 @@ Layers, lowest first (a module may import its own layer and those below, never a
 Three more rules: the OOD side and the core never import ``src.trainers`` (training is not a
 runtime service); ``src.trainers`` imports neither ``src.ood`` nor ``src.field``; and ``src.ood``
 never imports ``src.field`` (score.py's side builds on the OOD stages, not the reverse). Every
-import counts, also one inside a function. The rules are checked by tests/test_layers.py.
+import counts, also one inside a function, read as written (``from src import x`` is src.x), relative
+(resolved against the importing module) or dynamic (``importlib.import_module("src.x")`` with a
+literal name), in the repository root, ``src/``, ``benchmarks/`` and ``tools/`` (the last two are
+entry points). The rules are checked by tests/test_layers.py.
 """
 from __future__ import annotations
 
@@ -50,19 +53,35 @@ def layer_of(module: str) -> str:
     return "unassigned"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every ``src...`` module a file imports, anywhere in it."""
+def imported_modules(path: Path, module: str) -> set[str]:
+    """Every ``src...`` module a file imports, anywhere in it: ``import src.x``, ``from src.x import y``,
+    ``from src import x`` (src.x), relative imports (resolved against ``module``) and
+    ``importlib.import_module("src.x")`` / ``__import__("src.x")`` with a literal name."""
     found = set()
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            parent = package[:len(package) - node.level + 1] if node.level else []
+            base = ".".join(part for part in [*parent, node.module or ""] if part)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func) and node.args and \
+                isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            found.add(node.args[0].value)
     return {name for name in found if name == "src" or name.startswith("src.")}
 
 
+def _is_dynamic_import(func: ast.expr) -> bool:
+    """``importlib.import_module``, ``import_module`` or ``__import__``."""
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name in ("import_module", "__import__")
+
+
 def project_files(root: Path) -> list[Path]:
-    return sorted([*root.glob("*.py"), *(root / "src").rglob("*.py")])
+    return sorted([*root.glob("*.py"), *(root / "src").rglob("*.py"), *(root / "benchmarks").rglob("*.py"),
+                   *(root / "tools").rglob("*.py")])
 
 
 def violations(root: Path) -> tuple[list[str], dict[tuple[str, str], set[str]]]:
@@ -73,7 +92,7 @@ def violations(root: Path) -> tuple[list[str], dict[tuple[str, str], set[str]]]:
         source = layer_of(importer)
         if source == "unassigned":
             problems.append(f"{importer}: not in any layer; add it to LAYERS in tools/import_layers.py")
-        for imported in sorted(imported_modules(path)):
+        for imported in sorted(imported_modules(path, importer)):
             target = layer_of(imported)
             edges.setdefault((source, target), set()).add(importer)
             if source in ORDER and target in ORDER and ORDER.index(target) > ORDER.index(source):
