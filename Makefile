@@ -91,7 +91,7 @@ compare: demo $(call reconstructed,wavenet_$(IN_FAMILY)) $(call reconstructed,ld
 
 # Every OOD score on the UNet, WaveNet and autoencoder runs (README, "Choosing the OOD score").
 bench-scores: $(call reconstructed,unet_small_$(IN_FAMILY)) $(call reconstructed,wavenet_$(IN_FAMILY)) $(call reconstructed,autoencoder_$(IN_FAMILY))
-	$(PY) benchmarks/bench_scores.py --output_dir=$(RUNS) \
+	$(PY) -m benchmarks.bench_scores --output_dir=$(RUNS) \
 		--model_name=unet_small_$(IN_FAMILY),wavenet_$(IN_FAMILY),autoencoder_$(IN_FAMILY)
 
 # Detection against SNR (docs/usage.md, "Detection against SNR"): the demo's UNet (trained at 20 dB) on the demo's
@@ -125,12 +125,12 @@ demo-snr: $(SNR_RESULTS)
 
 # The defaults (score, front end) chosen on synthetic draws that share nothing with the reported data (docs/benchmarks.md).
 bench-selection: $(STAMP)
-	$(PY) benchmarks/bench_selection.py --work_dir=$(DEMO)/selection
+	$(PY) -m benchmarks.bench_selection --work_dir=$(DEMO)/selection
 
 # The reported benchmarks (data that chose nothing): hard (QPSK's near neighbours, offset, 5-20 dB), qam (16-QAM's
 # neighbours) and the demo's physics; every model family and the baselines, front end off and auto (hours on 2 cores).
 bench-hard: $(STAMP)
-	$(PY) benchmarks/bench_hard.py --work_dir=$(DEMO)/hard
+	$(PY) -m benchmarks.bench_hard --work_dir=$(DEMO)/hard
 
 # Images (2D): scikit-learn's digits 0-4 in; digits 5-9, inverted and flipped digits out (docs/usage.md, "Images").
 DEMO2D ?= demo2d_out

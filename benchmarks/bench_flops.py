@@ -32,10 +32,10 @@ be many times SLOWER than fp32; a full run then takes a while (on 2 cores withou
 roughly 10-20 minutes, most of it in bf16; each setting's repeats are capped by --budget_s, see the
 "runs" column).
 
-    python benchmarks/bench_flops.py                  # all four networks, batch 8, 64, 256, length 256
-    python benchmarks/bench_flops.py --models unet-small --batch_sizes 64,256 --threads 1 --signals 0 --compile_models ''
+    python -m benchmarks.bench_flops                  # all four networks, batch 8, 64, 256, length 256
+    python -m benchmarks.bench_flops --models unet-small --batch_sizes 64,256 --threads 1 --signals 0 --compile_models ''
                                                       # your own bf16/fp32 ratio, in under a minute
-    python benchmarks/bench_flops.py --quick          # tiny smoke run (seconds)
+    python -m benchmarks.bench_flops --quick          # tiny smoke run (seconds)
 """
 from __future__ import annotations
 
@@ -49,18 +49,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.bench_reconstruct import MODELS as RECON_MODELS, SHAPES  # noqa: E402
-from src.diffusion.engine import reconstruct_batched  # noqa: E402
-from src.diffusion.multistart import model_evaluations, sample_noise, start_points  # noqa: E402
-from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config  # noqa: E402
-from src.networks import build_model, network_config  # noqa: E402
-from src.runtime import cpu_bf16_flags, cpu_precision_choice  # noqa: E402
+from benchmarks.bench_reconstruct import MODELS as RECON_MODELS, SHAPES
+from src.diffusion.engine import reconstruct_batched
+from src.diffusion.multistart import model_evaluations, sample_noise, start_points
+from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config
+from src.networks import build_model, network_config
+from src.runtime import cpu_bf16_flags, cpu_precision_choice
 
 MODELS = {"unet-small": network_config("small"),
           "unet-medium": network_config("medium"),

@@ -17,8 +17,8 @@ default score; each reconstruction model is also fused with the feature baseline
 (:mod:`src.ood.fusion`). The table reports mean and worst-family AUROC (frame-bootstrap interval)
 and the cost.
 
-    python benchmarks/bench_hard.py                       # all three (hours on 2 cores); re-running continues
-    python benchmarks/bench_hard.py --draws=hard --models=features,features_auto
+    python -m benchmarks.bench_hard                       # all three (hours on 2 cores); re-running continues
+    python -m benchmarks.bench_hard --draws=hard --models=features,features_auto
 """
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import (Draw, benchmark_parser, checked_names, fused_names,  # noqa: E402
+from benchmarks.synthetic_runs import (Draw, benchmark_parser, checked_names, fused_names,
                                        model_label, model_names, paired_difference, print_table, trained_model)
 
 REPORTED = {

@@ -10,9 +10,9 @@ reference, or above it, on every draw. Draws: ``demo`` (the run `make demo` trai
 of bench_selection.py: another seed and other physics, near-OOD families). Results go to
 --work_dir, never into the runs' own ood folders.
 
-    make demo && python benchmarks/bench_selection.py --draws=A   # the two runs
-    python benchmarks/bench_quality.py                             # both draws, plms and onestep
-    python benchmarks/bench_quality.py --draws=demo --modes=onestep --skips=1 --precisions=fp32,bf16
+    make demo && python -m benchmarks.bench_selection --draws=A   # the two runs
+    python -m benchmarks.bench_quality                             # both draws, plms and onestep
+    python -m benchmarks.bench_quality --draws=demo --modes=onestep --skips=1 --precisions=fp32,bf16
 """
 from __future__ import annotations
 
@@ -23,18 +23,17 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_selection import DRAWS  # noqa: E402
-from src.data.datasets import SignalDataset  # noqa: E402
-from src.io import save_json  # noqa: E402
-from src.ood.detection_stage import score_run  # noqa: E402
-from src.ood.detector import ScoreOptions  # noqa: E402
-from src.ood.evaluation import mean_auroc_bootstrap, percentile_interval  # noqa: E402
-from src.ood.ood_folder import OodFolder, write_results  # noqa: E402
-from src.ood.reconstructors import build_reconstructor, reconstruct_set  # noqa: E402
-from src.run import Run  # noqa: E402
-from src.runtime import pick_device  # noqa: E402
+from benchmarks.bench_selection import DRAWS
+from src.data.datasets import SignalDataset
+from src.io import save_json
+from src.ood.detection_stage import score_run
+from src.ood.detector import ScoreOptions
+from src.ood.evaluation import mean_auroc_bootstrap, percentile_interval
+from src.ood.ood_folder import OodFolder, write_results
+from src.ood.reconstructors import build_reconstructor, reconstruct_set
+from src.run import Run
+from src.runtime import pick_device
 
 DEMO_DATA = "demo_out/data/processed/interferenceset_frame"
 SELECTION_A = "demo_out/selection/A"

@@ -5,8 +5,8 @@ evaluations per second (signals x start points x PLMS steps, per second of wall 
 and the peak resident memory of the process that ran each (CPU) or peak CUDA memory (GPU).
 Each measurement runs in its own subprocess so that peaks do not mix.
 
-    python benchmarks/bench_reconstruct.py                      # batch sizes 8, 32, 128; UNet and WaveNet
-    python benchmarks/bench_reconstruct.py --batch_sizes 8 --length 1024
+    python -m benchmarks.bench_reconstruct                      # batch sizes 8, 32, 128; UNet and WaveNet
+    python -m benchmarks.bench_reconstruct --batch_sizes 8 --length 1024
 """
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from src.diffusion.engine import reconstruct_batched  # noqa: E402
-from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points  # noqa: E402
-from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config  # noqa: E402
-from src.networks import build_model, network_config  # noqa: E402
-from src.runtime import pick_device  # noqa: E402
+from src.diffusion.engine import reconstruct_batched
+from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
+from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config
+from src.networks import build_model, network_config
+from src.runtime import pick_device
+
+ROOT = Path(__file__).resolve().parents[1]  # the subprocesses run from the repository root
 
 MODELS = {"unet-small": network_config("small"),
           "wavenet-12x32": network_config("wavenet", residual_layers=12, residual_channels=32),
@@ -88,10 +89,10 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             results = {}
             for method in ("loop", "engine"):
-                command = [sys.executable, __file__, "--one", model_name, method, str(batch), "--length",
+                command = [sys.executable, "-m", "benchmarks.bench_reconstruct", "--one", model_name, method, str(batch), "--length",
                            str(args.length), "--inference_skip_factor", str(args.inference_skip_factor),
                            "--max_chains", str(args.max_chains)]
-                results[method] = json.loads(subprocess.run(command, capture_output=True, text=True,
+                results[method] = json.loads(subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                                                             check=True).stdout.splitlines()[-1])
             loop, engine = results["loop"], results["engine"]
             print(f"{model_name:<14} {batch:>5} {loop['evals_per_s']:>12.0f} {engine['evals_per_s']:>14.0f} "

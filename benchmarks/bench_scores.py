@@ -7,22 +7,19 @@ the in-distribution test windows; the two come from disjoint frames (the by-fram
 ``--auto_t both`` each score is shown with all start points and with those --auto_t=1 keeps.
 
     make bench-scores          # or, on existing runs:
-    python benchmarks/bench_scores.py --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK
+    python -m benchmarks.bench_scores --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.ood.score_functions import SCORES  # noqa: E402
-from src.ood.detection_stage import score_run  # noqa: E402
-from src.ood.detector import ScoreOptions  # noqa: E402
-from src.ood.evaluation import auroc_table  # noqa: E402
-from src.ood.ood_folder import OodFolder  # noqa: E402
-from src.run import Run  # noqa: E402
+from src.ood.score_functions import SCORES
+from src.ood.detection_stage import score_run
+from src.ood.detector import ScoreOptions
+from src.ood.evaluation import auroc_table
+from src.ood.ood_folder import OodFolder
+from src.run import Run
 
 
 def rows(output_dir: str, model_names: list[str], metric_sets: list[str], scores: list[str],

@@ -13,9 +13,9 @@ over draws and over the diffusion runs made on every draw, ties broken by the wo
 demo data (seed 0, 8 samples/symbol, roll-off 0.35, 20 dB) is not among the draws; its table is
 reported only after the choice.
 
-    python benchmarks/bench_selection.py                       # everything (about 45 min a draw on 2 cores)
-    python benchmarks/bench_selection.py --stage evaluate      # only re-score what is there
-    python benchmarks/bench_selection.py --draws=B --models=unet,unet_onestep   # a part
+    python -m benchmarks.bench_selection                       # everything (about 45 min a draw on 2 cores)
+    python -m benchmarks.bench_selection --stage evaluate      # only re-score what is there
+    python -m benchmarks.bench_selection --draws=B --models=unet,unet_onestep   # a part
 
 Each step skips what is already done, so an interrupted run continues.
 """
@@ -30,14 +30,13 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, benchmark_parser, checked_names,  # noqa: E402
+from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, benchmark_parser, checked_names,
                                        family, fused_names, model_label, model_names, print_table,
                                        trained_model, with_front_end)
-from src.ood.detection_stage import ood_aurocs  # noqa: E402
-from src.ood.detector import ScoreOptions  # noqa: E402
-from src.ood.evaluation import percentile_interval  # noqa: E402
+from src.ood.detection_stage import ood_aurocs
+from src.ood.detector import ScoreOptions
+from src.ood.evaluation import percentile_interval
 
 DRAWS = {
     "A": dict(seed=101, sps=8, rolloff=0.25, snr="10:20", cfo=0.02, inside="QPSK",

@@ -19,9 +19,9 @@ meaningless, its cost per window is what a small model costs). ``onestep`` needs
 reconstruction, so the run's config and checkpoint are copied to ``<work>/runs/<name>_onestep`` and
 its val windows reconstructed there in that mode.
 
-    python benchmarks/bench_streaming.py                                     # tiny run, 2^22 and 8 x 2^22 samples
-    python benchmarks/bench_streaming.py --output_dir=demo_out/runs --model_name=unet_small_QPSK
-    python benchmarks/bench_streaming.py --samples=65536 --throughput_windows=32 --epochs=1   # smallest, a check
+    python -m benchmarks.bench_streaming                                     # tiny run, 2^22 and 8 x 2^22 samples
+    python -m benchmarks.bench_streaming --output_dir=demo_out/runs --model_name=unet_small_QPSK
+    python -m benchmarks.bench_streaming --samples=65536 --throughput_windows=32 --epochs=1   # smallest, a check
 """
 from __future__ import annotations
 
@@ -38,9 +38,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TINY_NET = ["--channels=8,16", "--attention_levels=0,1"]
 WINDOW = 256
@@ -80,7 +79,7 @@ def measure(output_dir: str, model_name: str, recording: str, flags: list[str]) 
 
 def measured(output_dir: Path, model_name: str, recording: Path, flags: list[str]) -> dict:
     """:func:`measure` in a fresh subprocess."""
-    stdout = run_script(__file__, "--measure", "--output_dir", str(output_dir), "--model_name", model_name,
+    stdout = run_script("-m", "benchmarks.bench_streaming", "--measure", "--output_dir", str(output_dir), "--model_name", model_name,
                         "--recording", str(recording), "--flags", json.dumps(flags))
     return json.loads(stdout.strip().splitlines()[-1])
 

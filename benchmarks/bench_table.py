@@ -3,7 +3,7 @@
 Each run is scored with its own default score (pooled on mse,mae,env,lsd for reconstruction models,
 zmean on feat for the feature baseline), exactly as ood_detection.py reports it.
 
-    python benchmarks/bench_table.py --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK,features_QPSK
+    python -m benchmarks.bench_table --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK,features_QPSK
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.synthetic_runs import print_table, run_summary  # noqa: E402
+from benchmarks.synthetic_runs import print_table, run_summary
 
 
 def main() -> None:

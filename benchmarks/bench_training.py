@@ -4,7 +4,7 @@ Trains the `small` UNet DDPM on the demo's QPSK files once per setting (train_dd
 would) and prints the best validation loss (fixed validation noise; for EMA runs, of the EMA
 weights) and the wall time. The training defaults of train_ddpm.py were chosen with this table.
 
-    make data && python benchmarks/bench_training.py
+    make data && python -m benchmarks.bench_training
 """
 from __future__ import annotations
 
