@@ -4,7 +4,8 @@ Example:
     python reconstruct.py --output_dir=runs --model_name=unet_small_QPSK \
         --validation_h5file=data/processed/interferenceset_frame/QPSK_raw_data_val.h5 \
         --in_ids=data/processed/interferenceset_frame/QPSK_raw_data_test.h5 \
-        --out_ids=data/processed/interferenceset_frame/QAM16_raw_data_test.h5,data/processed/interferenceset_frame/OFDM_raw_data_test.h5 \
+        --out_ids=data/processed/interferenceset_frame/QAM16_raw_data_test.h5,\
+data/processed/interferenceset_frame/OFDM_raw_data_test.h5 \
         --num_inference_steps=100 --inference_skip_factor=4 --run_val=1 --run_in=1 --run_out=1
 
 Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results_<Name>.csv:

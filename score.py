@@ -31,10 +31,20 @@ against its own threshold, set on val windows integrated the same way. --annotat
 writes <csv stem>.sigmf-meta beside the CSV: the recording's metadata with the flagged segments as
 annotations, pointing at the recording's samples; the input is never changed.
 """
-from src.cli import (Parser, add_carrier_arg, add_dist_args, add_loader_args, comma_list, flag, fraction, positive_float, positive_int,
-                     run_main)
-from src.data.streaming import DEFAULT_CHUNK_WINDOWS
+from src.cli import (
+    Parser,
+    add_carrier_arg,
+    add_dist_args,
+    add_loader_args,
+    comma_list,
+    flag,
+    fraction,
+    positive_float,
+    positive_int,
+    run_main,
+)
 from src.data.prep import NORMALIZATIONS
+from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.distributed import distributed
 from src.field.field_scoring import UNITS
 from src.field.localisation import BAND_Z

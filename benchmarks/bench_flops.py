@@ -33,7 +33,8 @@ roughly 10-20 minutes, most of it in bf16; each setting's repeats are capped by 
 "runs" column).
 
     python -m benchmarks.bench_flops                  # all four networks, batch 8, 64, 256, length 256
-    python -m benchmarks.bench_flops --models unet-small --batch_sizes 64,256 --threads 1 --signals 0 --compile_models ''
+    python -m benchmarks.bench_flops --models unet-small --batch_sizes 64,256 --threads 1 --signals 0 \
+        --compile_models ''
                                                       # your own bf16/fp32 ratio, in under a minute
     python -m benchmarks.bench_flops --quick          # tiny smoke run (seconds)
 """
@@ -49,12 +50,12 @@ import sys
 import time
 from pathlib import Path
 
-
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.bench_reconstruct import MODELS as RECON_MODELS, SHAPES
+from benchmarks.bench_reconstruct import MODELS as RECON_MODELS
+from benchmarks.bench_reconstruct import SHAPES
 from src.diffusion.engine import reconstruct_batched
 from src.diffusion.multistart import model_evaluations, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler, scheduler_config
@@ -285,7 +286,7 @@ def bench_compile_and_layout(args) -> None:
             last = random_network(name, config).to(memory_format=torch.channels_last)
             variants["channels-last"] = (last, x.contiguous(memory_format=torch.channels_last))
         with torch.inference_mode():
-            fns = {key: (lambda net=net, inputs=inputs: net(inputs, t)) for key, (net, inputs) in variants.items()}
+            fns = {key: (lambda net=net, inputs=inputs, t=t: net(inputs, t)) for key, (net, inputs) in variants.items()}
             result = timed_runs(fns, args.repeats, args.min_time, args.budget_s)
         eager = result["eager"]["seconds"]
         for key, measured in result.items():

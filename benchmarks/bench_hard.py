@@ -26,10 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.synthetic_runs import (
+    Draw,
+    benchmark_parser,
+    checked_names,
+    fused_names,
+    model_label,
+    model_names,
+    paired_difference,
+    print_table,
+    trained_model,
+)
 
-from benchmarks.synthetic_runs import (Draw, benchmark_parser, checked_names, fused_names,
-                                       model_label, model_names, paired_difference, print_table, trained_model)
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORTED = {
     "hard": dict(seed=201, sps=8, rolloff=0.35, snr="5:20", cfo=0.02, inside="QPSK",

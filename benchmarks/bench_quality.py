@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 
-
 from benchmarks.bench_selection import DRAWS
 from src.data.datasets import SignalDataset
 from src.io import save_json
@@ -88,7 +87,8 @@ def bench_draw(name: str, args, device) -> pd.DataFrame:
         low, high = percentile_interval(values[:, i])
         diff_low, diff_high = percentile_interval(values[:, i] - values[:, reference])
         row.update({"mean AUROC": points[i], "interval": f"{low:.3f}-{high:.3f}",
-                    "vs reference": points[i] - points[reference], "difference interval": f"{diff_low:+.3f}..{diff_high:+.3f}"})
+                    "vs reference": points[i] - points[reference],
+                    "difference interval": f"{diff_low:+.3f}..{diff_high:+.3f}"})
     return pd.DataFrame(rows)
 
 

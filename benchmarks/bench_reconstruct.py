@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-
 import torch
 
 from src.diffusion.engine import reconstruct_batched
@@ -89,7 +88,9 @@ def main() -> None:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             results = {}
             for method in ("loop", "engine"):
-                command = [sys.executable, "-m", "benchmarks.bench_reconstruct", "--one", model_name, method, str(batch), "--length",
+                command = [sys.executable, "-m", "benchmarks.bench_reconstruct", "--one", model_name, method,
+                           str(batch),
+                           "--length",
                            str(args.length), "--inference_skip_factor", str(args.inference_skip_factor),
                            "--max_chains", str(args.max_chains)]
                 results[method] = json.loads(subprocess.run(command, capture_output=True, text=True, cwd=ROOT,

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-
-from src.ood.score_functions import SCORES
 from src.ood.detection_stage import score_run
 from src.ood.detector import ScoreOptions
 from src.ood.evaluation import auroc_table
 from src.ood.ood_folder import OodFolder
+from src.ood.score_functions import SCORES
 from src.run import Run
 
 
@@ -31,7 +30,8 @@ def rows(output_dir: str, model_names: list[str], metric_sets: list[str], scores
                 for auto_t in auto_t_values:
                     scored = score_run(OodFolder(ood_dir), ScoreOptions(score, metrics.split(","), auto_t=auto_t))
                     yield {"model": model_name, "metrics": metrics, "score": score, "auto_t": int(auto_t),
-                           "n_t": len(scored.ts), **{name: f"{value:.3f}" for name, value in auroc_table(scored.inside, scored.outs).items()}}
+                           "n_t": len(scored.ts),
+                           **{name: f"{value:.3f}" for name, value in auroc_table(scored.inside, scored.outs).items()}}
 
 
 def main() -> None:

@@ -29,14 +29,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from benchmarks.synthetic_runs import (DIFFUSION_FAMILIES, Draw, benchmark_parser, checked_names,
-                                       family, fused_names, model_label, model_names, print_table,
-                                       trained_model, with_front_end)
+from benchmarks.synthetic_runs import (
+    DIFFUSION_FAMILIES,
+    Draw,
+    benchmark_parser,
+    checked_names,
+    family,
+    fused_names,
+    model_label,
+    model_names,
+    print_table,
+    trained_model,
+    with_front_end,
+)
 from src.ood.detection_stage import ood_aurocs
 from src.ood.detector import ScoreOptions
 from src.ood.evaluation import percentile_interval
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DRAWS = {
     "A": dict(seed=101, sps=8, rolloff=0.25, snr="10:20", cfo=0.02, inside="QPSK",

@@ -37,9 +37,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_NET = ["--channels=8,16", "--attention_levels=0,1"]
 WINDOW = 256
@@ -79,7 +79,8 @@ def measure(output_dir: str, model_name: str, recording: str, flags: list[str]) 
 
 def measured(output_dir: Path, model_name: str, recording: Path, flags: list[str]) -> dict:
     """:func:`measure` in a fresh subprocess."""
-    stdout = run_script("-m", "benchmarks.bench_streaming", "--measure", "--output_dir", str(output_dir), "--model_name", model_name,
+    stdout = run_script("-m", "benchmarks.bench_streaming", "--measure", "--output_dir", str(output_dir),
+                        "--model_name", model_name,
                         "--recording", str(recording), "--flags", json.dumps(flags))
     return json.loads(stdout.strip().splitlines()[-1])
 

@@ -3,7 +3,8 @@
 Each run is scored with its own default score (pooled on mse,mae,env,lsd for reconstruction models,
 zmean on feat for the feature baseline), exactly as ood_detection.py reports it.
 
-    python -m benchmarks.bench_table --output_dir demo_out/runs --model_name unet_small_QPSK,autoencoder_QPSK,features_QPSK
+    python -m benchmarks.bench_table --output_dir demo_out/runs \
+        --model_name unet_small_QPSK,autoencoder_QPSK,features_QPSK
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from benchmarks.synthetic_runs import print_table, run_summary
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -43,11 +43,13 @@ def main() -> None:
     chosen = list(SETTINGS.items())
     if args.settings:
         chosen = [chosen[int(index)] for index in args.settings.split(",")]
-    print(f"command: {' '.join(sys.argv)}\n{'setting':40s} {'best val loss':>14s} {'last val loss':>14s} {'seconds':>8s}")
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"{'setting':40s} {'best val loss':>14s} {'last val loss':>14s} {'seconds':>8s}")
     for index, (name, flags) in enumerate(chosen):
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "train_ddpm.py", f"--output_dir={args.work_dir}",
-                                 f"--model_name=setting{index}", "--model_type=small", f"--training_h5file={args.train}",
+                                 f"--model_name=setting{index}", "--model_type=small",
+                                 f"--training_h5file={args.train}",
                                  f"--validation_h5file={args.val}", "--batch_size=64", "--figures=0", *flags],
                                 cwd=ROOT, capture_output=True, text=True, check=True)
         losses = [float(v) for v in re.findall(r"val loss ([0-9.]+)", result.stdout)]

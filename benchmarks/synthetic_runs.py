@@ -115,7 +115,8 @@ class Draw:
         spec = self.spec
         families = ",".join([spec["inside"], *spec["outs"]])
         run("-m", "src.data.synthetic", f"--out={self.root / 'raw'}", f"--n_frames={N_FRAMES}",
-            f"--frame_length={FRAME_LENGTH}", f"--snr_db={spec['snr']}", f"--seed={spec['seed']}", f"--sps={spec['sps']}",
+            f"--frame_length={FRAME_LENGTH}", f"--snr_db={spec['snr']}", f"--seed={spec['seed']}",
+            f"--sps={spec['sps']}",
             f"--rolloff={spec['rolloff']}", f"--cfo_max={spec['cfo']}", f"--families={families}")
         run("src/data/signal_trim_and_unpack.py", f"--data_root={self.root / 'raw'}",
             f"--new_data_root={self.root / 'processed'}", f"--trim_length={TRIM}", f"--val_split={SPLIT}",
@@ -257,7 +258,8 @@ def paired_difference(draw: Draw, model: str, reference: str) -> dict:
     this, that = draw.summary(model, model), draw.summary(reference, reference)
     low, high = percentile_interval(this.mean_resamples - that.mean_resamples)
     return {"benchmark": draw.name, "model": model_label(model), "against": model_label(reference),
-            "difference": this.row["mean AUROC"] - that.row["mean AUROC"], "paired 95% interval": f"{low:+.3f} to {high:+.3f}"}
+            "difference": this.row["mean AUROC"] - that.row["mean AUROC"],
+            "paired 95% interval": f"{low:+.3f} to {high:+.3f}"}
 
 
 def print_table(rows: list[dict]) -> pd.DataFrame:

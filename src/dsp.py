@@ -164,7 +164,8 @@ def noise_line_strengths(length: int, orders: tuple[int, ...] = CARRIER_ORDERS) 
     return power_line_strengths(noise, orders).median(dim=0).values
 
 
-def choose_carrier_order(signals: torch.Tensor, orders=CARRIER_ORDERS) -> tuple[int, dict[int, float], dict[int, float]]:
+def choose_carrier_order(signals: torch.Tensor,
+                         orders=CARRIER_ORDERS) -> tuple[int, dict[int, float], dict[int, float]]:
     """The carrier-recovery order ``auto`` picks from training windows [N, 2, T], or 0 (off).
 
     The lowest order M whose z^M line, median over the windows, stands AUTO_MARGIN_DB above what

@@ -13,8 +13,15 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from src.dsp import (CARRIER_FFT_PAD, as_complex128, envelope, line_strength_db, power_line_strengths,
-                     psd_frequencies, welch_psd)
+from src.dsp import (
+    CARRIER_FFT_PAD,
+    as_complex128,
+    envelope,
+    line_strength_db,
+    power_line_strengths,
+    psd_frequencies,
+    welch_psd,
+)
 from src.errors import UserError
 
 # Welch segment of the spectral features. Half the plotted spectrum's PSD_SEGMENT: a 256-sample window

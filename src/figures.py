@@ -119,7 +119,8 @@ def image_figure(originals, reconstructions, title: str = "") -> Figure:
     figure = new_figure(4.0, 2.0 * rows + 0.6)
     axes = figure.subplots(rows, 2, squeeze=False)
     for row in range(rows):
-        for column, (image, name) in enumerate(((originals[row], "original"), (reconstructions[row], "reconstruction"))):
+        pairs = ((originals[row], "original"), (reconstructions[row], "reconstruction"))
+        for column, (image, name) in enumerate(pairs):
             axes[row, column].imshow(as_picture(image), cmap="gray", vmin=0.0, vmax=1.0)
             axes[row, column].set_axis_off()
             if row == 0:

@@ -14,9 +14,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python src/data/signal_trim_and_unpack.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.cli import Parser, fraction, run_main, setup_logging  # noqa: E402
-from src.data.prep import NORMALIZATIONS, trim_and_unpack  # noqa: E402
-from src.data.recordings import ACCEPTED_KINDS, DEFAULT_FRAME_LENGTH  # noqa: E402
+from src.cli import Parser, fraction, run_main, setup_logging
+from src.data.prep import NORMALIZATIONS, trim_and_unpack
+from src.data.recordings import ACCEPTED_KINDS, DEFAULT_FRAME_LENGTH
 
 
 def build_parser() -> Parser:

@@ -29,8 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from src.data.recordings import (ACCEPTED_KINDS, NPY_SUFFIX, RAW_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort,
-                                 load_npy, npy_as_complex, open_raw_h5, open_sigmf)
+from src.data.recordings import (
+    ACCEPTED_KINDS,
+    NPY_SUFFIX,
+    RAW_SUFFIX,
+    SIGMF_META_SUFFIX,
+    RecordingTooShort,
+    load_npy,
+    npy_as_complex,
+    open_raw_h5,
+    open_sigmf,
+)
 from src.errors import UserError
 
 log = logging.getLogger("rfood")

@@ -531,7 +531,7 @@ def frame_snrs(seed: int, name: str, snr_db: SnrSpec, n_frames: int) -> np.ndarr
 
 
 def check_snr_db(snr_db: SnrSpec) -> SnrSpec:
-    """Return ``snr_db`` as a float or a (lo, hi) float tuple; raise UserError for NaN, a non-finite range or hi < lo."""
+    """Return ``snr_db`` as a float or a (lo, hi) float tuple; UserError for NaN, a non-finite range or hi < lo."""
     if isinstance(snr_db, (tuple, list)):
         if len(snr_db) != 2:
             raise UserError(f"--snr_db range must be two values LO:HI, got {snr_db}")
@@ -550,7 +550,8 @@ def parse_snr_db(value: str) -> SnrSpec:
     try:
         numbers = [float(part) for part in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected dB as a number (20) or a range LO:HI (0:20), got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected dB as a number (20) or a range LO:HI (0:20), got {value!r}") from None
     if len(numbers) > 2:
         raise argparse.ArgumentTypeError(f"expected dB as a number (20) or a range LO:HI (0:20), got {value!r}")
     try:

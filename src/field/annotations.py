@@ -84,7 +84,8 @@ class SegmentCollector:
             offset, score, threshold = int(row.offset), float(row.score), float(row.threshold)
             current = self.segments[-1] if self.segments else None
             if current is None or index != current.last + 1:
-                self.segments.append(Segment(index, index, offset, offset + self.window, score, threshold, low, high, z))
+                self.segments.append(Segment(index, index, offset, offset + self.window, score, threshold,
+                                             low, high, z))
                 continue
             current.last, current.stop = index, offset + self.window
             if score > current.score:
@@ -99,7 +100,8 @@ def annotation_path(target: Path, recording: Path, several: bool) -> Path:
     """The new metadata beside the results CSV: ``<csv stem>.sigmf-meta`` (``<csv stem>_<input stem>.sigmf-meta``
     when --out holds several inputs)."""
     stem = recording.name[:-len(SIGMF_META_SUFFIX)]
-    return target.with_name(f"{target.stem}_{stem}{SIGMF_META_SUFFIX}" if several else f"{target.stem}{SIGMF_META_SUFFIX}")
+    name = f"{target.stem}_{stem}" if several else target.stem
+    return target.with_name(f"{name}{SIGMF_META_SUFFIX}")
 
 
 def dataset_file(recording: Path, global_info: dict) -> Path:

@@ -124,7 +124,8 @@ def frequency_unit(path: Path, units: str, clock: Clock) -> str:
 def output_columns(clock: Clock, unit: str | None, integrate: int = 1) -> list[str]:
     """The CSV columns of one recording (``unit`` None: no band columns; ``integrate`` > 1: the integrated ones)."""
     times = [] if clock.sample_rate is None else ["time_s"] if clock.start_time is None else list(TIME_COLUMNS)
-    return ["filename", "offset", *times, *SCORE_COLUMNS, SNR_EST_COLUMN, *(INTEGRATED_COLUMNS if integrate > 1 else ()),
+    return ["filename", "offset", *times, *SCORE_COLUMNS, SNR_EST_COLUMN,
+            *(INTEGRATED_COLUMNS if integrate > 1 else ()),
             *(BAND_COLUMNS[unit] if unit else ())]
 
 
@@ -262,7 +263,8 @@ def score_group(group: list[Batch], scorer: Scorer, stem: str, dist: Dist) -> li
 def result_rows(result: BatchResult, stem: str, threshold: float, clock: Clock, unit: str | None,
                 decider: Decider | None = None, integrator: StreamIntegrator | None = None) -> pd.DataFrame:
     """The CSV rows of one batch; band columns only for flagged windows (empty elsewhere). ``decider`` sets each
-    window's threshold (else ``threshold``); ``integrator`` adds the integrated decision (:data:`INTEGRATED_COLUMNS`)."""
+    window's threshold (else ``threshold``); ``integrator`` adds the integrated decision
+    (:data:`INTEGRATED_COLUMNS`)."""
     snr = result.snr_est if result.snr_est is not None else np.full(len(result.scores), np.nan)
     thresholds = decider.thresholds(snr) if decider is not None else np.full(len(result.scores), threshold)
     flagged = result.scores > thresholds

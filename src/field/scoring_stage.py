@@ -26,15 +26,26 @@ import pandas as pd
 
 from src.cli import setup_logging
 from src.data.datasets import SignalDataset
-from src.data.sources import options_for_run
 from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort, is_raw_h5
+from src.data.sources import options_for_run
 from src.data.streaming import open_recording
 from src.diffusion.engine import MODES
 from src.distributed import Dist, on_main
 from src.errors import UserError
 from src.field.annotations import SegmentCollector, annotation_path, write_annotations
-from src.field.field_scoring import (INTEGRATED_COLUMNS, Clock, FieldOptions, Scorer, StreamSummary, frequency_unit,
-                                     merged_columns, output_columns, recording_clock, row_writer, score_recording)
+from src.field.field_scoring import (
+    INTEGRATED_COLUMNS,
+    Clock,
+    FieldOptions,
+    Scorer,
+    StreamSummary,
+    frequency_unit,
+    merged_columns,
+    output_columns,
+    recording_clock,
+    row_writer,
+    score_recording,
+)
 from src.field.localisation import SpectralBaseline, val_differences
 from src.ood.decisions import Decider, fit_decider, integrate
 from src.ood.detector import Detector, ScoreOptions
@@ -337,7 +348,8 @@ def score_all(args, inputs: list, scorer: Scorer, options: FieldOptions, folder:
                                     bool(getattr(args, "annotate", False)))
                 groups = f"; {done.flagged_groups} of {done.groups} groups of {k} flagged" if k > 1 else ""
                 summaries.append(f"{item.path.name}: {done.windows} windows of {options.window} samples every "
-                                 f"{options.hop}, {done.flagged} flagged ({done.flagged / done.windows:.1%}){groups} at "
+                                 f"{options.hop}, {done.flagged} flagged "
+                                 f"({done.flagged / done.windows:.1%}){groups} at "
                                  f"{done.rates()}; {tail} -> {target}")
                 continue
             table = score_processed(item, scorer, args, target, shared_write, dist)
@@ -375,8 +387,9 @@ def score_inputs(args, dist: Dist) -> None:
     inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
     check_annotation_targets(args, paths, folder)
     if options.integrate > 1 and options.hop != signal_length and any(isinstance(item, RawInput) for item in inputs):
-        log.warning("--integrate %d with --hop %d: the integrated threshold is set on adjacent val windows; overlapping "
-                    "or skipping windows changes how much a group holds, so its false-alarm rate may differ",
+        log.warning("--integrate %d with --hop %d: the integrated threshold is set on adjacent val windows; "
+                    "overlapping or skipping windows changes how much a group holds, so its false-alarm rate "
+                    "may differ",
                     options.integrate, options.hop)
 
     reconstructor = build_reconstructor(run, config, settings.get("num_inference_steps", 1),

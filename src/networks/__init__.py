@@ -11,8 +11,15 @@ from torch import nn
 
 from src.errors import UserError
 from src.io import load_checkpoint
-from src.networks.registry import (DENOISER_TYPES, IMAGE_DENOISER_TYPES, IMAGE_MODEL_TYPES, MODEL_TYPES, UNET_PRESETS,
-                                   build_model, network_config)
+from src.networks.registry import (
+    DENOISER_TYPES,
+    IMAGE_DENOISER_TYPES,
+    IMAGE_MODEL_TYPES,
+    MODEL_TYPES,
+    UNET_PRESETS,
+    build_model,
+    network_config,
+)
 
 __all__ = ["DENOISER_TYPES", "IMAGE_DENOISER_TYPES", "IMAGE_MODEL_TYPES", "MODEL_TYPES", "UNET_PRESETS", "build_model",
            "load_trained", "load_weights", "network_config"]

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from monai.networks.nets import VQVAE, AutoEncoder, DiffusionModelUNet
 from torch import Tensor, nn
 
-
 # --------------------------------------------------------------------------------------------------
 # Padding helpers
 # --------------------------------------------------------------------------------------------------

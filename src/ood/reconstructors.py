@@ -24,8 +24,8 @@ from src.networks import load_trained
 from src.ood.distances import reconstruction_errors
 from src.ood.ood_folder import OodFolder, append_partial, in_sample_order, read_partials, results_frame
 from src.progress import progress
-from src.runtime import WithPrecision, former_auto, resolve_precision
 from src.run import Run
+from src.runtime import WithPrecision, former_auto, resolve_precision
 
 log = logging.getLogger("rfood")
 PLMS_HISTORIES = ("reset", "carry")  # per start point (PLMS as defined), or carried over as the research code did

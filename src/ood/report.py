@@ -121,7 +121,8 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def write_report(folder: OodFolder, title: str, method_lines: list[str], metrics: pd.DataFrame, detector: Detector,
-                 scores: dict[str, pd.Series], frames: dict[str, pd.DataFrame], snr: pd.DataFrame | None = None) -> Path:
+                 scores: dict[str, pd.Series], frames: dict[str, pd.DataFrame],
+                 snr: pd.DataFrame | None = None) -> Path:
     """Write the ood folder's report.md and its PNGs; ``scores``/``frames`` hold val, in and each out set;
     ``snr``, the per-SNR table (:mod:`src.ood.snr`), adds a section where the data records SNRs."""
     outs = {name: value for name, value in scores.items() if name not in ("val", "in")}
@@ -134,7 +135,8 @@ def write_report(folder: OodFolder, title: str, method_lines: list[str], metrics
         save_png(figure, folder.report_dir / name)
     lines = [f"# {title}", "", *[f"- {line}" for line in method_lines], "",
              ("AUROC and AUPR-Out: out is the positive class; AUPR-In: in is; FPR@95TPR: fraction of out "
-              "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval, resampling frames (the independent units), not windows."), "",
+              "accepted at the threshold that accepts 95% of in. AUROC_low/high: bootstrap 95% interval, "
+              "resampling frames (the independent units), not windows."), "",
              markdown_table(metrics), "",
              "## ROC curves", "", f"![ROC curves]({REPORT_DIR}/roc.png)", "",
              "## Per-signal scores", "", f"![score histograms]({REPORT_DIR}/score_histograms.png)", "",

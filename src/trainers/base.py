@@ -24,13 +24,13 @@ from torch.utils.data import DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 
 from src.data.datasets import SignalDataset, make_loader
+from src.distributed import Dist, all_reduce_sum, shard
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
 from src.networks import build_model, load_weights
 from src.progress import progress
-from src.runtime import autocast
 from src.run import Run, check_agrees
-from src.distributed import Dist, all_reduce_sum, shard
+from src.runtime import autocast
 
 log = logging.getLogger("rfood")
 QUICK_TEST_BATCHES = 2  # --quick_test: batches per epoch, for smoke tests

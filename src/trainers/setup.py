@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 
 from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
-from src.data.sources import (DataOptions, add_data_args, data_section, data_shape, log_carrier_choice, open_set,
-                              resolve_carrier)
+from src.data.sources import (
+    DataOptions,
+    add_data_args,
+    data_section,
+    data_shape,
+    log_carrier_choice,
+    open_set,
+    resolve_carrier,
+)
+from src.distributed import Dist, distributed, on_main
 from src.errors import UserError
 from src.io import make_dir
 from src.networks import network_config
 from src.run import Run
-from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
-from src.distributed import Dist, distributed, on_main
 from src.runtime import PRECISIONS, choose_precision, seed_everything
+from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
 
 log = logging.getLogger("rfood")
 TRAINING_PRECISION = "auto"  # --precision's default: bf16 kept the val loss within seed noise (docs/benchmarks.md)
