@@ -60,9 +60,10 @@ def run_script(*args: str) -> str:
 
 def measure(output_dir: str, model_name: str, recording: str, flags: list[str]) -> dict:
     """Score ``recording`` with score.py's code in this process; its rates and this process's peak RSS."""
-    import score  # noqa: PLC0415  (imported here: only the measuring subprocess pays for torch)
-    from src.distributed import Dist  # noqa: PLC0415
-    from src.field.scoring_stage import score_inputs  # noqa: PLC0415
+    # imported here, not at the top: only the measuring subprocess pays for torch
+    import score
+    from src.distributed import Dist
+    from src.field.scoring_stage import score_inputs
 
     args = score.create_argparser().parse_args([f"--output_dir={output_dir}", f"--model_name={model_name}",
                                                 f"--input={recording}", *flags])
