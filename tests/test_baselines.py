@@ -16,7 +16,8 @@ def feature_run(processed_module, tmp_path_factory):
     fitted = run_cli("train_features.py", f"--output_dir={runs}", "--model_name=features",
                      f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
                      "--psd_segment=16")
-    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=features", f"--validation_h5file={files['Tone_val']}",
+    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=features",
+            f"--validation_h5file={files['Tone_val']}",
             f"--in_ids={files['Tone_test']}", f"--out_ids={files['Noise_test']}")
     return runs, fitted.stdout
 

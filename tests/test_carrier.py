@@ -74,7 +74,8 @@ def test_recovery_keeps_power_and_leaves_order_zero_alone():
 
 def noisy(rng, clean: np.ndarray, snr_db: float) -> np.ndarray:
     offset, phase = rng.uniform(-0.02, 0.02, (len(clean), 1)), rng.uniform(0, 2 * np.pi, (len(clean), 1))
-    noise = (rng.standard_normal(clean.shape) + 1j * rng.standard_normal(clean.shape)) * np.sqrt(10 ** (-snr_db / 10) / 2)
+    scale = np.sqrt(10 ** (-snr_db / 10) / 2)
+    noise = (rng.standard_normal(clean.shape) + 1j * rng.standard_normal(clean.shape)) * scale
     return channel(rng, clean, offset, phase) + noise
 
 

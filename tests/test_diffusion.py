@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
-from src.ood.distances import reconstruction_errors
-from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
 from conftest import OracleDenoiser
+from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
+from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
 from src.errors import UserError
+from src.ood.distances import reconstruction_errors
 
 
 def config(**overrides):

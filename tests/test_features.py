@@ -10,8 +10,7 @@ import torch
 from src.data.synthetic import Shaping, gray_qam_symbols, psk_symbols, rrc_modulate
 from src.dsp import peak_frequency
 from src.errors import UserError
-from src.features import (CYCLIC_NAMES, CYCLIC_ORDERS, FeatureStatistics, envelope_spectrum, feature_names,
-                          rf_features)
+from src.features import CYCLIC_NAMES, CYCLIC_ORDERS, FeatureStatistics, envelope_spectrum, feature_names, rf_features
 from src.networks import build_model, load_trained, network_config
 from src.trainers.features import window_features
 

@@ -68,7 +68,8 @@ def test_ood_detection_fuse_with_adds_the_fused_column(processed, tmp_path):
     assert run_cli("train_features.py", f"--output_dir={runs}", "--model_name=a",
                    f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
                    check=False).returncode == 0
-    assert run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=a", f"--validation_h5file={processed['Tone_val']}",
+    assert run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=a",
+                   f"--validation_h5file={processed['Tone_val']}",
                    f"--in_ids={processed['Tone_test']}", f"--out_ids={processed['Noise_test']}",
                    check=False).returncode == 0
     shutil.copytree(runs / "a", runs / "b")

@@ -264,7 +264,7 @@ def test_two_process_ddp_training_matches_one_process_with_the_same_global_batch
         if key.endswith("conv.bias") and key[:-len("conv.bias")] + "adn.A.weight" in initial:
             normalised_away.append(key)
             continue
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
         worst = max(worst, (a - b).abs().max().item())
         if start.is_floating_point():
             # AdamW moves each weight by about the learning rate a step (exactly lr * sign(grad) the first):

@@ -18,8 +18,10 @@ from src.data.images import ImageDataset, read_split_csv, split_name
 from src.data.synthetic_images import write_digits, write_volumes
 from src.errors import UserError
 from src.io import load_json, save_json
-from src.networks import (IMAGE_DENOISER_TYPES as DENOISER_TYPES, IMAGE_MODEL_TYPES, build_model as build_image_model,
-                          network_config as image_network_config)
+from src.networks import IMAGE_DENOISER_TYPES as DENOISER_TYPES
+from src.networks import IMAGE_MODEL_TYPES
+from src.networks import build_model as build_image_model
+from src.networks import network_config as image_network_config
 from src.networks.monai_nets import crop_spatial, pad_to_multiple
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ def digits(tmp_path_factory):
             f"--training_ids={splits['Digits04']['train']}", f"--validation_ids={splits['Digits04']['val']}", *TINY_2D)
     outs = [splits["Digits59"]["test"], splits["Digits04Inverted"]["test"], f"{splits['Digits04']['test']}_vflip"]
     reconstructed = run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=u2",
-                            f"--validation_h5file={splits['Digits04']['val']}", f"--in_ids={splits['Digits04']['test']}",
+                            f"--validation_h5file={splits['Digits04']['val']}",
+                            f"--in_ids={splits['Digits04']['test']}",
                             f"--out_ids={','.join(str(path) for path in outs)}", "--inference_skip_factor=50",
                             "--first_n=3", "--first_n_val=4", "--batch_size=4")
     return splits, runs, reconstructed.stdout

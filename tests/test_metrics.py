@@ -3,8 +3,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from src.ood.evaluation import (bootstrap_auroc, fpr_at_tpr, mean_auroc_bootstrap, metrics_table, ood_metrics,
-                                 percentile_interval, rank_auroc)
+from src.ood.evaluation import (
+    bootstrap_auroc,
+    fpr_at_tpr,
+    mean_auroc_bootstrap,
+    metrics_table,
+    ood_metrics,
+    percentile_interval,
+    rank_auroc,
+)
 
 
 def test_metrics_equal_scikit_learn_on_a_known_case():

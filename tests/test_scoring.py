@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 
 from src.errors import UserError
-from src.ood.ood_folder import OodFolder, read_results, results_frame, write_results
-from src.ood.score_functions import SCORES, fit_score
 from src.ood.detection_stage import ood_aurocs, score_run
 from src.ood.detector import ScoreOptions, informative_t, kept_t
 from src.ood.evaluation import auroc, auroc_table
+from src.ood.ood_folder import OodFolder, read_results, results_frame, write_results
+from src.ood.score_functions import SCORES, fit_score
 
 
 def rows(set_type, name, errors_by_t):

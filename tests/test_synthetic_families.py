@@ -209,7 +209,8 @@ def normalised_c20(frames: np.ndarray) -> float:
 
 
 def test_iq_imbalance_makes_the_signal_improper():
-    """y = I + j g (Q cos t - I sin t) with E[I^2] = E[Q^2], E[IQ] = 0 gives |C20| / C21 = |1 - g^2 - 2 j g sin t| / (1 + g^2)."""
+    """y = I + j g (Q cos t - I sin t) with E[I^2] = E[Q^2], E[IQ] = 0 gives
+    |C20| / C21 = |1 - g^2 - 2 j g sin t| / (1 + g^2)."""
     gain, skew = 10 ** (1.0 / 20), np.deg2rad(5.0)
     expected = abs(1 - gain ** 2 - 2j * gain * np.sin(skew)) / (1 + gain ** 2)  # 0.144
     assert normalised_c20(clean("QPSKiq", 64, 8192, seed=1)) == pytest.approx(expected, abs=0.015)

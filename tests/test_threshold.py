@@ -2,9 +2,9 @@
 import numpy as np
 
 import src.ood.detector as detector_module
+from src.field.scoring_stage import val_threshold
 from src.ood.detector import fit_detector
 from src.ood.ood_folder import results_frame
-from src.field.scoring_stage import val_threshold
 
 STARTS = [10, 170, 330, 490, 650, 810, 970]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.networks.vqvae import EMAQuantizer, VQVAE1D, codebook_usage
+from src.networks.vqvae import VQVAE1D, EMAQuantizer, codebook_usage
 
 TINY = dict(channels=(8, 16), embedding_dim=4, num_embeddings=16)
 
