@@ -34,7 +34,7 @@ RECONSTRUCT_FLAGS = --output_dir=$(RUNS) --validation_h5file=$(SET)/$(IN_FAMILY)
 	--num_inference_steps=100 $(DEMO_RECONSTRUCTION) --first_n=64 --first_n_val=64 --batch_size=64
 COMPARED := unet_small_$(IN_FAMILY),wavenet_$(IN_FAMILY),ldm_$(IN_FAMILY),autoencoder_$(IN_FAMILY),features_$(IN_FAMILY)
 
-.PHONY: install data demo demo-snr compare bench-scores bench-selection bench-hard demo-2d demo-3d test clean-demo
+.PHONY: install data demo demo-snr compare bench-scores bench-selection bench-hard demo-2d demo-3d test lint clean-demo
 
 install: $(STAMP)
 
@@ -168,6 +168,12 @@ demo-3d: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The linter (configured in ruff.toml); CI runs it before the tests. Installs its pinned version on first use.
+RUFF ?= ruff==0.17.6
+lint: $(STAMP)
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "$(RUFF)"
+	$(PY) -m ruff check .
 
 clean-demo:
 	rm -rf $(DEMO) $(DEMO2D) $(DEMO3D)

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 import traceback
@@ -78,10 +79,13 @@ def flag_count_bounds(n_val: int, m: int, fpr: float, level: float = 0.999) -> t
     return int(low), int(betabinom.ppf((1 + level) / 2, m, n_val + 1 - k, k))
 
 
-def tiny_tone_run(root: Path, batch_size: int = 8, windows_per_frame: int | None = None) -> dict:
+def tiny_tone_run(root: Path, batch_size: int = 8, windows_per_frame: int | None = None,
+                  trained: dict | None = None) -> dict:
     """A tiny run on the Tone files of :func:`make_processed` (30 epochs of 3 batches, ~10 s) that tells Tone from
     Noise; val, in and out reconstructed at 4 start points. ``windows_per_frame`` adds a ``frame_index`` to the
-    files (frames of that many windows). Returns {"runs", "run", "data", "root"}."""
+    files (frames of that many windows). ``trained``, another such run trained at the same ``batch_size``, lends
+    its model (config.json and checkpoints) instead of training the same one again: training reads no
+    ``frame_index``. Returns {"runs", "run", "data", "root"}."""
     data = make_processed(root / "data")
     if windows_per_frame:
         for path in data.values():
@@ -89,13 +93,61 @@ def tiny_tone_run(root: Path, batch_size: int = 8, windows_per_frame: int | None
                 handle["frame_index"] = np.repeat(np.arange(len(handle["dataset"]) // windows_per_frame),
                                                   windows_per_frame)
     runs = root / "runs"
-    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
-            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
-            "--n_epochs=30", "--eval_freq=10", f"--batch_size={batch_size}", "--learning_rate=3e-3")
-    run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
-            f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
-            "--num_inference_steps=100", f"--batch_size={batch_size}")
+    if trained is not None:
+        shutil.copytree(trained["run"], runs / "tiny", ignore=shutil.ignore_patterns("ood"))
+    else:
+        run_ok("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
+               f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
+               "--n_epochs=30", "--eval_freq=10", f"--batch_size={batch_size}", "--learning_rate=3e-3")
+    run_ok("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={data['Tone_val']}",
+           f"--in_ids={data['Tone_test']}", f"--out_ids={data['Noise_test']}", "--inference_skip_factor=32",
+           "--num_inference_steps=100", f"--batch_size={batch_size}")
     return {"runs": runs, "run": runs / "tiny", "data": data, "root": root}
+
+
+@pytest.fixture(scope="session")
+def tone_run(tmp_path_factory) -> dict:
+    """:func:`tiny_tone_run` at batch size 8, made once for the session. Read-only: tests that write into the run,
+    its data or its root use :func:`copy_tone_run` of it (the ``run`` fixtures of test_field and test_score_cli)."""
+    return tiny_tone_run(tmp_path_factory.mktemp("tone_run"), 8)
+
+
+def copy_tone_run(base: dict, root: Path) -> dict:
+    """A copy of a :func:`tiny_tone_run` (its data and runs) under ``root``, in the same dict shape."""
+    shutil.copytree(base["data"]["Tone_train"].parent, root / "data")
+    shutil.copytree(base["runs"], root / "runs")
+    return {"runs": root / "runs", "run": root / "runs" / "tiny", "root": root,
+            "data": {key: root / "data" / path.name for key, path in base["data"].items()}}
+
+
+TINY_RUN_TRAIN = (*TINY_NET, "--quick_test=1", "--n_epochs=1", "--batch_size=4", "--figures=0")
+TINY_RUN_RECONSTRUCT = ("--inference_skip_factor=40", "--first_n=4", "--first_n_val=6")
+
+
+def tiny_run_train_args(runs: Path, files: dict[str, Path], name: str = "m") -> list[str]:
+    """train_ddpm.py's command line of :func:`tiny_run`'s model (run ``name`` in ``runs``)."""
+    return ["train_ddpm.py", f"--output_dir={runs}", f"--model_name={name}", *TINY_RUN_TRAIN,
+            f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}"]
+
+
+def tiny_run_reconstruct_args(runs: Path, files: dict[str, Path], name: str = "m") -> list[str]:
+    """reconstruct.py's command line of :func:`tiny_run`: val (Tone val), in (Tone test), out (Noise test)."""
+    return ["reconstruct.py", f"--output_dir={runs}", f"--model_name={name}",
+            f"--validation_h5file={files['Tone_val']}", f"--in_ids={files['Tone_test']}",
+            f"--out_ids={files['Noise_test']}", *TINY_RUN_RECONSTRUCT]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """{"files", "runs"}: run ``m`` of the tiny UNet, one quick epoch (2 batches of 4) on the Tone files of
+    :func:`make_processed` (``files``), val/in/out reconstructed at 3 start points (:data:`TINY_RUN_RECONSTRUCT`).
+    Made once for the session and shared by test_bad_input, test_fuzz and test_reliability: read-only, so a test
+    that writes into the run works on a copy of ``runs``."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    files, runs = make_processed(root / "data"), root / "runs"
+    run_ok(*tiny_run_train_args(runs, files))
+    run_ok(*tiny_run_reconstruct_args(runs, files))
+    return {"files": files, "runs": runs}
 
 
 FAMILY_LEARNING_RATE = 3e-4
@@ -119,9 +171,9 @@ def family_runs(tmp_path_factory) -> Path:
     files = make_processed(tmp_path_factory.mktemp("family_data"))
     runs = tmp_path_factory.mktemp("family_runs")
     for name, (script, *flags) in TINY_FAMILIES.items():
-        run_cli(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
-                f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
-                "--n_epochs=2", "--batch_size=8", "--quick_test=1", f"--learning_rate={FAMILY_LEARNING_RATE}")
+        run_ok(script, f"--output_dir={runs}", f"--model_name={name}", *(f.format(runs=runs) for f in flags),
+               f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}",
+               "--n_epochs=2", "--batch_size=8", "--quick_test=1", f"--learning_rate={FAMILY_LEARNING_RATE}")
     return runs
 
 
@@ -141,12 +193,23 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def run_ok(*args: str) -> subprocess.CompletedProcess:
+    """Run a command line that must succeed in this process (:func:`run_inline`): no new interpreter and no second
+    import of torch and the scripts' libraries (about 6 s a command on 2 cores). The shared fixtures' training and
+    reconstruction use it; tests whose point is a command line in a process of its own use :func:`run_cli`."""
+    result = run_inline(*args)
+    if result.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
 def run_inline(*args: str) -> subprocess.CompletedProcess:
     """Run a command line inside this process, as ``python ARGS`` would run it (``-m module`` too).
 
     The script runs as ``__main__`` with its own error boundary (``src.cli.run_main``), so exit code
     and stderr are what a user sees, without starting an interpreter and importing torch again: the
-    bad-input cases use it, as they stop before any heavy work. Other tests use :func:`run_cli`.
+    bad-input cases use it, as they stop before any heavy work, and the shared fixtures through :func:`run_ok`.
+    Other tests use :func:`run_cli`.
     """
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved_argv, saved_cwd, saved_path = sys.argv, os.getcwd(), list(sys.path)

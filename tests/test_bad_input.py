@@ -28,25 +28,21 @@ import pytest
 import sigmf
 import torch
 
-from conftest import ROOT, TINY_NET, run_cli, run_inline, write_processed
+from conftest import ROOT, TINY_RUN_TRAIN, run_inline, tiny_run_reconstruct_args, write_processed
 
 FRAME, TRIM = 64, 32  # raw frames and windows of the prep cases
-TRAIN_FLAGS = (*TINY_NET, "--quick_test=1", "--n_epochs=1", "--batch_size=4", "--figures=0")
-RECONSTRUCT_FLAGS = ("--inference_skip_factor=40", "--first_n=4", "--first_n_val=6")
+TRAIN_FLAGS = TINY_RUN_TRAIN  # the flags of conftest's tiny_run
 DETECT_FLAGS = ("--n_bootstrap=0", "--report=0")
 KEPT = ("config.json", "checkpoint*.pth", "ood/results_*.csv", "ood/reconstruction.json")
 
 
 @pytest.fixture(scope="module")
-def trained(processed_module, tmp_path_factory) -> Path:
-    """An output_dir with run ``m``: one quick epoch of the tiny UNet, val/in/out reconstructed at 3 start points.
+def trained(tiny_run) -> Path:
+    """An output_dir with run ``m``: one quick epoch of the tiny UNet, val/in/out reconstructed at 3 start points
+    (conftest's session ``tiny_run``, trained on ``tiny_run["files"]``).
 
     Cases never change it; they copy it (``Case.runs``)."""
-    files, runs = processed_module, tmp_path_factory.mktemp("trained")
-    run_cli("train_ddpm.py", f"--output_dir={runs}", "--model_name=m", *TRAIN_FLAGS,
-            f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}")
-    run_cli(*reconstruct_args(runs, files))
-    return runs
+    return tiny_run["runs"]
 
 
 @dataclass
@@ -140,8 +136,7 @@ class Case:
 
 
 def reconstruct_args(runs: Path, files: dict[str, Path]) -> list[str]:
-    return ["reconstruct.py", f"--output_dir={runs}", "--model_name=m", f"--validation_h5file={files['Tone_val']}",
-            f"--in_ids={files['Tone_test']}", f"--out_ids={files['Noise_test']}", *RECONSTRUCT_FLAGS]
+    return tiny_run_reconstruct_args(runs, files)
 
 
 def stream(n_samples: int) -> np.ndarray:
@@ -154,7 +149,13 @@ def frames(n_frames: int = 5) -> np.ndarray:
 
 
 class Payload:
-    """Any object of a class: a checkpoint holding one needs a full unpickler, which could run code."""
+    """An object whose unpickling runs code (touches ``marker``): a checkpoint holding one needs a full unpickler."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 # ---------------------------------------------------------------------------------------------- the cases
@@ -177,6 +178,13 @@ def _(c):
     return c.train(training=c.tmp / "nope.h5"), ["signal file not found", "nope.h5"]
 
 
+@case("missing_file_sigmf_data-prep")
+def _(c):
+    c.sigmf(stream(3 * FRAME).tobytes())
+    (c.tmp / "raw" / "X.sigmf-data").unlink()
+    return c.prep(), ["X.sigmf-meta", "its dataset X.sigmf-data is missing", "put it beside the metadata file"]
+
+
 @case("unreadable_file-train")
 def _(c):
     (c.tmp / "text.h5").write_text("not hdf5")
@@ -188,6 +196,14 @@ def _(c):
     (c.tmp / "raw").mkdir()
     (c.tmp / "raw" / "X_raw_data.h5").write_text("not hdf5")
     return c.prep(), ["cannot read", "X_raw_data.h5", "as HDF5"]
+
+
+@case("unreadable_file_sigmf_meta-prep")
+def _(c):
+    (c.tmp / "raw").mkdir()
+    (c.tmp / "raw" / "X.sigmf-meta").write_text("{not json")
+    (c.tmp / "raw" / "X.sigmf-data").write_bytes(stream(3 * FRAME).tobytes())
+    return c.prep(), ["cannot read", "X.sigmf-meta", "as a SigMF recording", "fix or re-export it"]
 
 
 # an h5 file without `dataset`
@@ -233,10 +249,11 @@ def _(c):
     return c.prep(), ["X_raw_data.h5", "frame 2 holds NaN or Inf"]
 
 
-@case("inf_window-train")
-def _(c):
+@case("inf_window-train", np.inf)
+@case("nan_window-train", np.nan)
+def _(c, value):
     signals = np.random.default_rng(0).standard_normal((6, 2, 48))
-    signals[3, 1, 5] = np.inf
+    signals[3, 1, 5] = value
     return c.train(training=c.processed("Bad", signals)), ["Bad_raw_data_train.h5", "window 3 holds NaN or Inf"]
 
 
@@ -316,6 +333,11 @@ def _(c):
     return c.train("--model_type=huge"), ["--model_type", "'huge'", "small", "wavenet"]
 
 
+@case("unknown_model_type-reconstruct")
+def _(c):
+    return c.reconstruct("--model_type=huge"), ["--model_type", "'huge'", "small", "wavenet"]
+
+
 # a flag that contradicts the run's config.json
 @case("flag_contradicts_config-reconstruct")
 def _(c):
@@ -383,8 +405,10 @@ def _(c, key, value):
 # a checkpoint holding Python objects
 @case("checkpoint_with_python_objects-reconstruct")
 def _(c):
-    torch.save({"model": Payload()}, c.run / "checkpoint.pth")
-    return c.reconstruct(), ["refusing to load", "checkpoint.pth", "holds Python objects"]
+    marker = c.tmp / "pwned"
+    torch.save({"model": Payload(marker)}, c.run / "checkpoint.pth")
+    c.absent.append(marker)  # the code in the pickle never ran
+    return c.reconstruct(), ["refusing to load", "checkpoint.pth", "holds Python objects", "could run code"]
 
 
 # a truncated or corrupt checkpoint (tests/test_fuzz.py tries many more)
@@ -416,7 +440,7 @@ def _(c):
 def _(c):
     (c.runs / "vq").mkdir()
     (c.runs / "vq" / "vqvae_config.json").write_text("{}")
-    return c.reconstruct("--model_name=vq"), ["vq is a VQ-VAE run", "--vqvae_checkpoint"]
+    return c.reconstruct("--model_name=vq"), ["vq is a VQ-VAE run", "the first stage of an LDM", "--vqvae_checkpoint"]
 
 
 # an ood folder without val (or in, or out) results
@@ -601,7 +625,9 @@ def _(c):
     samples = stream(6 * 48)
     samples[4 * 48:5 * 48] = 0
     c.absent.append(c.ood / "scores_X.csv")
-    return c.score(c.npy(samples)), ["X.npy: the window at sample 192 is all zeros", "--normalize none"]
+    # --localise=0: no spectral baseline, which would reconstruct the val set before the first window is read
+    return c.score(c.npy(samples), flags=("--localise=0",)), [
+        "X.npy: the window at sample 192 is all zeros", "--normalize none"]
 
 
 # a raw h5 whose snr_db is not one finite value per frame
@@ -636,7 +662,7 @@ def _(c):
         handle["frame_index"] = np.zeros(len(signals), np.int64)  # every window cut from frame 0
     reconstructed = run_inline("reconstruct.py", f"--output_dir={c.runs}", "--model_name=m", "--overwrite=1",
                                f"--validation_h5file={one}", "--run_in=0", "--run_out=0", "--first_n_val=2",
-                               "--inference_skip_factor=40")
+                               "--num_inference_steps=10", "--inference_skip_factor=5")  # 2 start points, 9 calls
     assert reconstructed.returncode == 0, reconstructed.stderr
     return c.score(), ["cross-fitting the threshold needs val windows from at least two frames",
                        "2 window(s) of 1 frame", "--first_n_val"]
@@ -645,8 +671,8 @@ def _(c):
 # ---------------------------------------------------------------------------------------------- the test
 
 @pytest.mark.parametrize("build, args", CASES)
-def test_bad_input_gives_one_error_line_and_exit_code_2(build, args, processed_module, trained, tmp_path):
-    c = Case(processed_module, trained, tmp_path)
+def test_bad_input_gives_one_error_line_and_exit_code_2(build, args, tiny_run, trained, tmp_path):
+    c = Case(tiny_run["files"], trained, tmp_path)
     argv, fragments = build(c, *args)
     kept = c.kept_files()
     result = run_inline(*argv)
@@ -671,7 +697,7 @@ ROW_KEYS = {  # each row of the bad-input table (its first cell) -> the case id 
     "an h5 file without `dataset`": ("no_dataset",),
     "raw data that is real-valued or not [frames, samples]": ("raw_real_valued", "raw_rank3"),
     "processed data that is not [N, 2, L]": ("processed_not_N_2_L",),
-    "NaN or Inf in a signal": ("nan_frame", "inf_window"),
+    "NaN or Inf in a signal": ("nan_frame", "inf_window", "nan_window"),
     "an empty dataset": ("empty_dataset",),
     "`--trim_length` longer than the frames": ("trim_length_too_long",),
     "`--num_samples` larger than the windows available, or below the number of splits": (

@@ -1,24 +1,22 @@
-"""The pipeline through its command lines: prep -> train -> reconstruct -> ood_detection."""
+"""The pipeline through its command lines: prep -> train -> reconstruct -> ood_detection.
+
+Resuming a training run is tested in tests/test_reliability.py; each bad input (a missing, empty, NaN or
+wrong-shaped file, an unknown model type, a flag against the config, an out file that is the in file, an
+unwritable output folder, a run or ood folder without its files) in tests/test_bad_input.py.
+"""
 import json
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_NET, assert_one_line_error, run_cli, write_processed
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from conftest import TINY_NET, run_cli
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 from src.ood.ood_folder import read_results
 
 FAMILIES = ["QPSK", "QAM16", "OFDM", "Chirp"]
-
-
-def train(processed, runs, name="m", *extra):
-    return run_cli("train_ddpm.py", f"--output_dir={runs}", f"--model_name={name}", *TINY_NET,
-                   f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
-                   "--batch_size=8", "--learning_rate=1e-3", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +37,11 @@ def pipeline(tmp_path_factory):
             f"--out_ids={outs}", "--inference_skip_factor=32", "--num_inference_steps=100", "--first_n=6",
             "--first_n_val=8", "--batch_size=4")
     return root
+
+
+def test_prep_writes_a_file_per_family_and_split(pipeline):
+    assert sorted(p.name for p in (pipeline / "processed" / "interferenceset_frame").iterdir()) == sorted(
+        f"{name}_raw_data_{split}.h5" for name in FAMILIES for split in ["train", "val", "test"])
 
 
 def test_results_files_have_the_contract_columns(pipeline):
@@ -104,79 +107,3 @@ def test_config_rebuilds_the_model_and_checkpoints_load_safely(pipeline):
     assert config["network"]["channels"] == [8, 16] and config["scheduler"]["num_train_timesteps"] == 1000
     state = torch.load(run / "checkpoint.pth", weights_only=True)
     assert state["epoch"] >= 1 and "model" in state and state["config"] == config
-
-
-def test_resume_continues_and_equals_one_go(processed, tmp_path):
-    runs = tmp_path / "runs"
-    train(processed, runs, "split", "--n_epochs=1")
-    resumed = train(processed, runs, "split", "--n_epochs=2")
-    assert "resuming" in resumed.stdout and "at epoch 2" in resumed.stdout
-    train(processed, runs, "whole", "--n_epochs=2")
-    split = torch.load(runs / "split" / "checkpoint_last.pth", weights_only=True)
-    whole = torch.load(runs / "whole" / "checkpoint_last.pth", weights_only=True)
-    assert split["epoch"] == whole["epoch"] == 2 and split["step"] == whole["step"]
-    for key, value in whole["model"].items():
-        assert torch.allclose(split["model"][key], value, atol=1e-6), key
-
-
-def test_flag_that_contradicts_the_config_is_refused(processed, tmp_path):
-    train(processed, tmp_path, "m", "--n_epochs=1")
-    result = run_cli("reconstruct.py", f"--output_dir={tmp_path}", "--model_name=m", "--beta_end=0.03",
-                     f"--validation_h5file={processed['Tone_val']}", f"--in_ids={processed['Tone_test']}",
-                     f"--out_ids={processed['Noise_test']}", check=False)
-    assert_one_line_error(result, "--beta_end=0.03", "config.json")
-
-
-def test_bad_inputs_get_one_clear_line(processed, tmp_path):
-    missing = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m",
-                      f"--training_h5file={tmp_path / 'nope.h5'}", f"--validation_h5file={processed['Tone_val']}",
-                      check=False)
-    assert_one_line_error(missing, "nope.h5", "not found")
-
-    no_dataset = tmp_path / "empty.h5"
-    with h5py.File(no_dataset, "w") as handle:
-        handle["other"] = np.zeros(3)
-    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m",
-                     f"--training_h5file={no_dataset}", f"--validation_h5file={processed['Tone_val']}", check=False)
-    assert_one_line_error(result, "empty.h5", "dataset")
-
-    wrong_rank = write_processed(tmp_path / "flat.h5", np.zeros((4, 64)), "Flat")
-    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m",
-                     f"--training_h5file={wrong_rank}", f"--validation_h5file={processed['Tone_val']}", check=False)
-    assert_one_line_error(result, "flat.h5", "[N, 2, L]")
-
-    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m", "--model_type=huge",
-                     f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
-                     check=False)
-    assert_one_line_error(result, "huge")
-
-    (tmp_path / "runs" / "m" / "ood").mkdir(parents=True)
-    result = run_cli("ood_detection.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=m", check=False)
-    assert_one_line_error(result, "results_val.csv")
-
-    result = run_cli("reconstruct.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=none", check=False)
-    assert_one_line_error(result, "config.json")
-
-
-def test_out_file_that_is_the_in_file_is_refused(processed, tmp_path):
-    train(processed, tmp_path, "m", "--n_epochs=1")
-    result = run_cli("reconstruct.py", f"--output_dir={tmp_path}", "--model_name=m",
-                     f"--validation_h5file={processed['Tone_val']}", f"--in_ids={processed['Tone_test']}",
-                     f"--out_ids={processed['Tone_test']}", check=False)
-    assert_one_line_error(result, "Tone_raw_data_test.h5", "--in_ids")
-
-
-def test_nan_signal_and_unwritable_output_are_refused(processed, tmp_path):
-    signals = np.random.default_rng(0).standard_normal((6, 2, 32))
-    signals[3, 1, 5] = np.nan
-    bad = write_processed(tmp_path / "Bad_raw_data_train.h5", signals, "Bad")
-    result = run_cli("train_ddpm.py", f"--output_dir={tmp_path}", "--model_name=m",
-                     f"--training_h5file={bad}", f"--validation_h5file={processed['Tone_val']}", check=False)
-    assert_one_line_error(result, "Bad_raw_data_train.h5", "window 3", "NaN")
-
-    blocker = tmp_path / "a_file"
-    blocker.write_text("not a folder")
-    result = run_cli("train_ddpm.py", f"--output_dir={blocker}", "--model_name=m", *TINY_NET,
-                     f"--training_h5file={processed['Tone_train']}", f"--validation_h5file={processed['Tone_val']}",
-                     check=False)
-    assert_one_line_error(result, "a_file", "--output_dir")

@@ -1,8 +1,10 @@
-"""Tests of the synthetic RF generator and the raw -> processed preparation (tiny sizes)."""
+"""Tests of the synthetic RF generator and the raw -> processed preparation (tiny sizes).
+
+Both through their command lines: tests/test_cli.py (the pipeline fixture, file layout checked there); their bad
+inputs through the command line: tests/test_bad_input.py.
+"""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,7 +16,6 @@ from src.data.prep import trim_and_unpack
 from src.data.synthetic import FAMILIES, gray_pam_levels, rrc_taps, write_synthetic
 from src.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW = "interferenceset_frame"
 
 
@@ -34,7 +35,8 @@ def write_h5(path: Path, **datasets: np.ndarray) -> Path:
 def rrc_formula(t: np.ndarray, rolloff: float) -> np.ndarray:
     """The general RRC expression (T = 1), written out independently of the module."""
     b = rolloff
-    return (np.sin(np.pi * t * (1 - b)) + 4 * b * t * np.cos(np.pi * t * (1 + b))) / (np.pi * t * (1 - (4 * b * t) ** 2))
+    numerator = np.sin(np.pi * t * (1 - b)) + 4 * b * t * np.cos(np.pi * t * (1 + b))
+    return numerator / (np.pi * t * (1 - (4 * b * t) ** 2))
 
 
 def c42(x: np.ndarray) -> float:
@@ -266,57 +268,11 @@ def test_bad_options_are_user_errors(raw_root, tmp_path, kwargs, message):
 
 
 def test_bad_frames_are_user_errors(tmp_path):
-    frames = np.ones((5, 64), dtype=np.complex64)
-    frames[2, 7] = np.nan
-    write_h5(tmp_path / "nan" / "Bad_raw_data.h5", dataset=frames)
-    with pytest.raises(UserError, match="frame 2 holds NaN"):
-        trim_and_unpack(tmp_path / "nan", tmp_path / "out", trim_length=32)
+    """All-zero frames and too few frames to split; a NaN frame, an unreadable file and the other bad raw inputs
+    through the command line: tests/test_bad_input.py."""
     write_h5(tmp_path / "zero" / "Bad_raw_data.h5", dataset=np.zeros((5, 64), dtype=np.complex64))
     with pytest.raises(UserError, match="all zeros"):
         trim_and_unpack(tmp_path / "zero", tmp_path / "out", trim_length=32)
     write_h5(tmp_path / "few" / "Bad_raw_data.h5", dataset=np.ones((2, 64), dtype=np.complex64))
     with pytest.raises(UserError, match="needs at least 3"):
         trim_and_unpack(tmp_path / "few", tmp_path / "out", trim_length=32)
-    (tmp_path / "text").mkdir()
-    (tmp_path / "text" / "Bad_raw_data.h5").write_text("not hdf5")
-    with pytest.raises(UserError, match="cannot read"):
-        trim_and_unpack(tmp_path / "text", tmp_path / "out", trim_length=32)
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-
-
-def test_cli_generates_and_prepares(tmp_path):
-    generated = run_cli("-m", "src.data.synthetic", "--out", str(tmp_path / "raw"), "--n_frames", "5",
-                        "--frame_length", "400", "--families", "QPSK,OFDM")
-    assert generated.returncode == 0, generated.stderr
-    prepared = run_cli("src/data/signal_trim_and_unpack.py", f"--data_root={tmp_path / 'raw'}",
-                       "--trim_length=200", f"--new_data_root={tmp_path / 'out'}")
-    assert prepared.returncode == 0, prepared.stderr
-    assert sorted(p.name for p in (tmp_path / "out" / RAW).iterdir()) == sorted(
-        f"{name}_raw_data_{split}.h5" for name in ["QPSK", "OFDM"] for split in ["train", "val", "test"])
-
-
-@pytest.mark.parametrize("case", ["missing_root", "no_dataset", "real_valued", "rank3", "too_long"])
-def test_cli_bad_input_gives_one_error_line(tmp_path, case):
-    root = tmp_path / "raw"
-    complex_frames = np.ones((5, 64), dtype=np.complex64)
-    if case == "no_dataset":
-        write_h5(root / "X_raw_data.h5", sig_type=np.bytes_("X"))
-    elif case == "real_valued":
-        write_h5(root / "X_raw_data.h5", dataset=np.ones((5, 64), dtype=np.float32))
-    elif case == "rank3":
-        write_h5(root / "X_raw_data.h5", dataset=np.ones((5, 2, 64), dtype=np.complex64))
-    elif case == "too_long":
-        write_h5(root / "X_raw_data.h5", dataset=complex_frames)
-    result = run_cli("src/data/signal_trim_and_unpack.py", f"--data_root={root}", "--trim_length=100",
-                     f"--new_data_root={tmp_path / 'out'}")
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    if case == "too_long":
-        assert "64 samples" in lines[0]

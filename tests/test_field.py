@@ -11,8 +11,8 @@ import sigmf
 import score
 from conftest import copy_tone_run, flag_count_bounds, run_cli, run_inline, tone_windows, write_processed
 from src.data.prep import normalize_rms
-from src.distributed import Dist
 from src.data.streaming import open_recording
+from src.distributed import Dist
 from src.field.field_scoring import BAND_COLUMNS, FieldOptions, window_batches
 from src.field.localisation import strongest_band
 from src.field.scoring_stage import score_inputs
@@ -39,10 +39,10 @@ def tone_stream(n_samples: int, seed: int = 0) -> np.ndarray:
     return np.exp(1j * (2 * np.pi * TONE * np.arange(n_samples) + phase)).astype(np.complex64)
 
 
-def with_interferer(stream: np.ndarray) -> np.ndarray:
-    """A tone at INTERFERER cycles/sample, as strong as the signal, over the windows HIT."""
+def with_interferer(stream: np.ndarray, hit: range = HIT) -> np.ndarray:
+    """A tone at INTERFERER cycles/sample, as strong as the signal, over the windows ``hit``."""
     stream = stream.copy()
-    span = np.arange(HIT.start * WINDOW, HIT.stop * WINDOW)
+    span = np.arange(hit.start * WINDOW, hit.stop * WINDOW)
     stream[span] += np.exp(2j * np.pi * INTERFERER * span).astype(np.complex64)
     return stream
 
@@ -134,26 +134,31 @@ def test_rows_carry_offset_time_and_hz_band_columns(located):
 
 # ---------------------------------------------------------------------------------------------- chunks and hop
 
+N_CHUNKED, CHUNKED_HIT = 10, range(4, 7)  # the chunked stream: chunks of 1, 3 (the last one short) and all 10,
+# which score.py's --batch_size of 8 cuts into two batches; the interferer in windows 4-6 gives flagged rows bands
+
+
 @pytest.fixture(scope="module")
 def stream_file(run):
     path = run["root"] / "stream.npy"
-    np.save(path, with_interferer(tone_stream(N_WINDOWS * WINDOW + 11, seed=1)))
+    np.save(path, with_interferer(tone_stream(N_CHUNKED * WINDOW + 11, seed=1), CHUNKED_HIT))
     return path
 
 
 def test_chunked_scoring_equals_whole_file_scoring(run, stream_file):
     tables = {}
-    for chunk in (1, 3, N_WINDOWS):
+    for chunk in (1, 3, N_CHUNKED):
         out = run["root"] / f"chunk{chunk}.csv"
         score_in_process(run, f"--input={stream_file}", f"--out={out}", f"--chunk_windows={chunk}")
         tables[chunk] = out.read_bytes()
-    assert tables[1] == tables[3] == tables[N_WINDOWS]
+    assert tables[1] == tables[3] == tables[N_CHUNKED]
     streamed = pd.read_csv(run["root"] / "chunk1.csv")
+    assert len(streamed) == N_CHUNKED and streamed["band_z"].notna().any()
     # the same windows as one processed file, scored the way reconstruct.py reads a set
-    stream = np.load(stream_file)[:N_WINDOWS * WINDOW].reshape(N_WINDOWS, WINDOW)
+    stream = np.load(stream_file)[:N_CHUNKED * WINDOW].reshape(N_CHUNKED, WINDOW)
     windows = np.stack([stream.real, stream.imag], axis=1).astype(np.float32)
     whole = write_processed(run["root"] / "whole" / "stream.h5", normalize_rms(stream_file, windows,
-                                                                               np.zeros(N_WINDOWS, int)), "Stream")
+                                                                               np.zeros(N_CHUNKED, int)), "Stream")
     score_in_process(run, f"--input={whole}", f"--out={run['root'] / 'whole.csv'}")
     np.testing.assert_array_equal(pd.read_csv(run["root"] / "whole.csv")["score"], streamed["score"])
 

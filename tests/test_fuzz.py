@@ -31,11 +31,11 @@ import h5py
 import numpy as np
 import pytest
 import sigmf
-
-from conftest import TINY_NET, make_processed, run_inline, write_processed
 from test_bad_input import fresh
 
-TRAIN_FLAGS = (*TINY_NET, "--quick_test=1", "--n_epochs=1", "--batch_size=4", "--figures=0")
+from conftest import TINY_RUN_TRAIN, run_inline, write_processed
+
+TRAIN_FLAGS = TINY_RUN_TRAIN  # the flags of conftest's tiny_run
 OTHER_SEED = "holds results made with other settings"  # reconstruct.py's fallback error
 OTHER_SHAPE = "holds data of shape"  # training's
 TOO_FEW = "--num_samples=100000 but its frames give only"  # prep's
@@ -43,18 +43,10 @@ NOT_FOUND = "input not found"  # score.py's
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict:
-    """A tiny UNet run (one quick epoch) with its val set reconstructed at 3 start points, made in this process."""
-    root = tmp_path_factory.mktemp("fuzz")
-    files = make_processed(root / "data")
-    runs = root / "runs"
-    for argv in (("train_ddpm.py", f"--output_dir={runs}", "--model_name=m", *TRAIN_FLAGS,
-                  f"--training_h5file={files['Tone_train']}", f"--validation_h5file={files['Tone_val']}"),
-                 ("reconstruct.py", f"--output_dir={runs}", "--model_name=m", "--run_in=0", "--run_out=0",
-                  f"--validation_h5file={files['Tone_val']}", "--first_n_val=6", "--inference_skip_factor=40")):
-        result = run_inline(*argv)
-        assert result.returncode == 0, result.stderr
-    return {"files": files, "runs": runs}
+def run(tiny_run) -> dict:
+    """{"files", "runs"}: conftest's session ``tiny_run``, a tiny UNet run ``m`` (one quick epoch) with its val, in
+    and out sets reconstructed at 3 start points. Shared, so never written: the tests work on copies of ``runs``."""
+    return tiny_run
 
 
 # ---------------------------------------------------------------------------------------------- mutants
@@ -225,9 +217,11 @@ def test_raw_h5_and_sigmf_meta_in_prep(tmp_path):
 def test_raw_h5_and_sigmf_meta_in_score(run, tmp_path):
     """score.py opens raw recordings with its own streaming readers."""
     h5, meta = raw_recordings(tmp_path / "raw")
+    runs = tmp_path / "runs"
+    shutil.copytree(run["runs"], runs)  # the shared run stays as it is, whatever score.py writes
     for target, cases in ((h5, mutants(h5.read_bytes(), 5, random=1, truncated=1, flipped=4)),
                           (meta, json_mutants(meta.read_bytes(), 5, 6))):
-        argv = ["score.py", f"--output_dir={run['runs']}", "--model_name=m", "--localise=0",
+        argv = ["score.py", f"--output_dir={runs}", "--model_name=m", "--localise=0",
                 f"--input={target},{tmp_path / 'missing.npy'}"]
         check_all(target, cases, argv, NOT_FOUND, isolate=target == h5)
 

@@ -7,10 +7,10 @@ import h5py
 import numpy as np
 import pytest
 import sigmf
-from conftest import assert_one_line_error, run_cli
 
-from src.data.recordings import read_recording
+from conftest import assert_one_line_error, run_cli
 from src.data.prep import trim_and_unpack
+from src.data.recordings import read_recording
 from src.errors import UserError
 
 FRAME, TRIM, N_FRAMES = 64, 32, 10
@@ -137,45 +137,8 @@ def test_inputs_writing_the_same_files_are_refused(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- bad inputs
 
-def make_bad_input(root: Path, case: str) -> str:
-    """Write one bad input below ``root``; return the file name the error must name."""
-    stream = random_stream(3 * FRAME)
-    if case == "real_sigmf":
-        write_sigmf_bytes(root, "X", stream.real.tobytes(), "rf32_le")
-    elif case in ("missing_data", "corrupt_data", "partial_sample"):
-        write_sigmf_bytes(root, "X", stream.tobytes(), "cf32_le")
-        data = root / "X.sigmf-data"
-        if case == "missing_data":
-            data.unlink()
-        else:
-            data.write_bytes(data.read_bytes()[:-3] if case == "partial_sample" else data.read_bytes()[::-1])
-    elif case == "short_sigmf":
-        write_sigmf_bytes(root, "X", stream[:FRAME - 1].tobytes(), "cf32_le")
-    elif case == "bad_json":
-        root.mkdir(parents=True)
-        (root / "X.sigmf-meta").write_text("{not json")
-        (root / "X.sigmf-data").write_bytes(stream.tobytes())
-    else:
-        root.mkdir(parents=True)
-        arrays = {"real_npy": stream.real.reshape(3, FRAME), "short_npy": stream[:FRAME - 1],
-                  "object_npy": np.array([stream, "text"], dtype=object)}
-        np.save(root / "X.npy", arrays[case], allow_pickle=True)
-        return "X.npy"
-    return "X.sigmf-meta"
-
-
-@pytest.mark.parametrize("case, fragment", [
-    ("real_sigmf", "real-valued"), ("missing_data", "missing"), ("corrupt_data", "hash"),
-    ("partial_sample", "integer number of samples"), ("short_sigmf", "shorter than one frame"),
-    ("bad_json", "cannot read"), ("real_npy", "not complex"), ("short_npy", "shorter than one frame"),
-    ("object_npy", "cannot read"),
-])
-def test_bad_inputs_give_one_error_line(tmp_path, case, fragment):
-    name = make_bad_input(tmp_path / "raw", case)
-    result = run_prep(tmp_path / "raw", tmp_path / "out", check=False)
-    assert_one_line_error(result, name, fragment)
-    assert not (tmp_path / "out").exists()
-
+# Each bad recording (a real-valued, truncated, short, checksum-failing or unreadable SigMF recording, one whose
+# data file is missing, a real, short or object .npy) is a case of tests/test_bad_input.py.
 
 def test_an_empty_root_names_all_accepted_kinds(tmp_path):
     (tmp_path / "raw").mkdir()

@@ -8,11 +8,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import (assert_one_line_error, copy_tone_run, flag_count_bounds, run_cli, run_inline, tone_windows,
-                      write_processed)
+from conftest import (
+    assert_one_line_error,
+    copy_tone_run,
+    flag_count_bounds,
+    run_inline,
+    run_ok,
+    tone_windows,
+    write_processed,
+)
 from src.field.scoring_stage import val_threshold
-from src.ood.ood_folder import read_results
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+from src.ood.ood_folder import read_results
 
 FPR = 0.2
 BATCH = 8
@@ -28,8 +35,8 @@ def run(tone_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def scored(run):
     """One score.py call on the in (Tone test) and out (Noise test) files, as reconstruct.py read them."""
-    result = run_cli("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--fpr={FPR}",
-                     f"--input={run['data']['Tone_test']},{run['data']['Noise_test']}", f"--batch_size={BATCH}")
+    result = run_ok("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--fpr={FPR}",
+                    f"--input={run['data']['Tone_test']},{run['data']['Noise_test']}", f"--batch_size={BATCH}")
     ood = run["run"] / "ood"
     return {"stdout": result.stdout, "in": pd.read_csv(ood / "scores_Tone_raw_data_test.csv"),
             "out": pd.read_csv(ood / "scores_Noise_raw_data_test.csv")}
@@ -59,8 +66,8 @@ def many(run):
 
 
 def score(run, *args, check=True):
-    return run_cli("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--batch_size={BATCH}", *args,
-                   check=check)
+    runner = run_ok if check else run_inline
+    return runner("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--batch_size={BATCH}", *args)
 
 
 def val_detector(run):
@@ -147,12 +154,10 @@ def test_npy_recording_is_cut_into_windows_of_the_run_length_and_normalised(run,
 
 def test_bad_inputs_get_one_clear_line(run, tmp_path):
     good = str(run["data"]["Tone_test"])
-    short = write_processed(tmp_path / "Short_raw_data_test.h5", np.ones((3, 2, 32)), "Short")
     np.save(tmp_path / "tiny.npy", np.ones(10, np.complex64))
+    # a run without config.json, and an input of another window length: tests/test_bad_input.py
     cases = [
-        (["--model_name=nope", f"--input={good}"], ["no config.json"]),
         ([f"--input={tmp_path / 'missing.npy'}"], ["missing.npy"]),
-        ([f"--input={short}"], ["32 samples", "48"]),
         ([f"--input={tmp_path / 'tiny.npy'}"], ["shorter than one window", "48"]),
         ([f"--input={good}", "--fpr=1.5"], ["--fpr"]),
         ([f"--input={good}", "--fpr=0"], ["--fpr"]),
@@ -163,17 +168,15 @@ def test_bad_inputs_get_one_clear_line(run, tmp_path):
         assert_one_line_error(score(run, *args, check=False), *fragments)
 
 
-def test_missing_reconstruction_settings_say_run_reconstruct_first(run, tmp_path):
+def test_reconstruction_settings_that_do_not_match_the_val_results_say_run_reconstruct_first(run, tmp_path):
     copy = tmp_path / "runs" / "tiny"
     (copy / "ood").mkdir(parents=True)
     for name in ("config.json", "checkpoint.pth"):
         shutil.copy(run["run"] / name, copy / name)
     shutil.copy(run["run"] / "ood" / "results_val.csv", copy / "ood" / "results_val.csv")
-    result = run_cli("score.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny",
-                     f"--input={run['data']['Tone_test']}", check=False)
-    assert_one_line_error(result, "reconstruction.json", "reconstruct.py")
+    # without reconstruction.json at all: tests/test_bad_input.py (no_reconstruction_json-score)
     settings = json.loads((run["run"] / "ood" / "reconstruction.json").read_text())
     (copy / "ood" / "reconstruction.json").write_text(json.dumps({**settings, "start_points": [1, 2]}))
-    result = run_cli("score.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny",
-                     f"--input={run['data']['Tone_test']}", check=False)
+    result = run_inline("score.py", f"--output_dir={tmp_path / 'runs'}", "--model_name=tiny",
+                        f"--input={run['data']['Tone_test']}")
     assert_one_line_error(result, "results_val.csv", "reconstruct.py")

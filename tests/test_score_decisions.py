@@ -11,25 +11,26 @@ import pandas as pd
 import pytest
 import sigmf
 import torch
+from test_field import HIT, INTERFERER, N_WINDOWS, RATE, WINDOW, tone_stream, with_interferer
 
-from conftest import assert_one_line_error, run_cli, run_inline, tiny_tone_run
+from conftest import assert_one_line_error, run_inline, run_ok, tiny_tone_run
 from src.dsp import blind_snr_db
 from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
 from src.ood.ood_folder import read_results
-from test_field import HIT, INTERFERER, N_WINDOWS, RATE, WINDOW, tone_stream, with_interferer
 
 BATCH, PER_FRAME, CENTRE = 8, 4, 2.4e9
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """The Tone/Noise files of conftest (24 windows of 48 samples each) with frames of 4 windows (frame_index); a
-    tiny run on Tone (30 epochs, as tests/test_field.py's), val, in and out reconstructed at 4 start points."""
-    return tiny_tone_run(tmp_path_factory.mktemp("decisions"), BATCH, windows_per_frame=PER_FRAME)
+def run(tone_run, tmp_path_factory):
+    """The Tone/Noise files of conftest (24 windows of 48 samples each) with frames of 4 windows (frame_index); the
+    session's tiny model on Tone (conftest.tone_run: 30 epochs at batch size BATCH, as tests/test_field.py's), val,
+    in and out reconstructed at 4 start points."""
+    return tiny_tone_run(tmp_path_factory.mktemp("decisions"), BATCH, windows_per_frame=PER_FRAME, trained=tone_run)
 
 
 def score(run, *args, check=True):
-    runner = run_cli if check else run_inline
+    runner = run_ok if check else run_inline
     return runner("score.py", f"--output_dir={run['runs']}", "--model_name=tiny", f"--batch_size={BATCH}", *args)
 
 
