@@ -261,3 +261,27 @@ class OracleDenoiser(torch.nn.Module):
         abar = self.abar[t][:, None, None]
         clean = self.x0.repeat(len(x) // len(self.x0), 1, 1)
         return (x - abar.sqrt() * clean) / (1 - abar).sqrt()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast as two here, and does not spin against other work on a busy machine.
+    A module uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Interrupting:
+    """Wraps a reconstructor; raises after ``calls`` batches and records the indices it was given."""
+
+    def __init__(self, inner, calls=None):
+        self.inner, self.calls, self.seen = inner, calls, []
+        self.starts, self.settings = inner.starts, inner.settings
+
+    def errors(self, x0, indices):
+        if self.calls is not None and len(self.seen) >= self.calls:
+            raise KeyboardInterrupt
+        self.seen.append(indices.tolist())
+        return self.inner.errors(x0, indices)

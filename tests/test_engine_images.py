@@ -15,7 +15,7 @@ import pytest
 import torch
 from monai.networks.schedulers import DDIMScheduler
 
-from conftest import run_cli, run_inline
+from conftest import Interrupting, run_cli, run_inline
 from src.data.images import ImageDataset
 from src.diffusion.engine import reconstruct_batched
 from src.diffusion.multistart import reconstruct, sample_noise, start_points
@@ -29,13 +29,7 @@ SHAPES = {2: (3, 2, 6, 10), 3: (2, 1, 6, 4, 8)}  # [B, C, *spatial]
 DIMS = sorted(SHAPES)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast as two here, and does not spin against other work on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(spatial_dims: int, channels: int) -> torch.nn.Module:
@@ -161,20 +155,6 @@ def write_images(folder, spatial_dims: int, count: int, seed: int = 0, name: str
     csv = folder / f"{name}{spatial_dims}d_test.csv"
     csv.write_text(",".join(paths) + "\n")
     return csv
-
-
-class Interrupting:
-    """Wraps a reconstructor; raises after ``calls`` batches and records the indices it was given."""
-
-    def __init__(self, inner, calls=None):
-        self.inner, self.calls, self.seen = inner, calls, []
-        self.starts, self.settings = inner.starts, inner.settings
-
-    def errors(self, x0, indices):
-        if self.calls is not None and len(self.seen) >= self.calls:
-            raise KeyboardInterrupt
-        self.seen.append(indices.tolist())
-        return self.inner.errors(x0, indices)
 
 
 @pytest.mark.parametrize("spatial_dims", DIMS)

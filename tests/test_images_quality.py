@@ -39,13 +39,7 @@ ONESTEP = ["--reconstruction_mode=onestep", "--inference_skip_factor=33", FP32] 
 HIGH_AUROC = 0.9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast as two here, and does not spin against other work on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_here(*args: str) -> str:

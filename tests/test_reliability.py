@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import assert_one_line_error, run_cli, tiny_run_reconstruct_args, tiny_run_train_args
+from conftest import Interrupting, assert_one_line_error, run_cli, tiny_run_reconstruct_args, tiny_run_train_args
 from src.data.datasets import SignalDataset
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
@@ -83,20 +83,6 @@ def test_resume_continues_and_equals_one_go(tiny_run, tmp_path):
     assert len(split["optimizer"]["state"]) == len(whole["optimizer"]["state"]) > 0
     for a, b in zip(split["optimizer"]["state"].values(), whole["optimizer"]["state"].values()):
         assert torch.allclose(a["exp_avg"], b["exp_avg"], atol=1e-6)
-
-
-class Interrupting:
-    """Wraps a reconstructor; raises after ``calls`` batches and counts the signals it was given."""
-
-    def __init__(self, inner, calls=None):
-        self.inner, self.calls, self.seen = inner, calls, []
-        self.starts, self.settings = inner.starts, inner.settings
-
-    def errors(self, x0, indices):
-        if self.calls is not None and len(self.seen) >= self.calls:
-            raise KeyboardInterrupt
-        self.seen.append(indices.tolist())
-        return self.inner.errors(x0, indices)
 
 
 def test_an_interrupted_set_continues_where_it_stopped(tiny_run, tmp_path):
