@@ -132,9 +132,15 @@ def recover_carrier(signals: torch.Tensor, order: int) -> torch.Tensor:
 
     Batched and on the signals' device; the power of every window is unchanged.
     """
-    _, phase, derotated = carrier_of(as_complex128(signals), order)
+    return recover_carrier_with_offset(signals, order)[0]
+
+
+def recover_carrier_with_offset(signals: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`recover_carrier`, and the offset (cycles/sample, float64 [B]) removed from each window: a component
+    at frequency f of the window sits at f - offset in the recovered one."""
+    offset, phase, derotated = carrier_of(as_complex128(signals), order)
     recovered = derotated * torch.polar(torch.ones_like(phase), -phase)[..., None]
-    return torch.stack([recovered.real, recovered.imag], dim=-2).to(signals.dtype)
+    return torch.stack([recovered.real, recovered.imag], dim=-2).to(signals.dtype), offset
 
 
 def carrier_of(z: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

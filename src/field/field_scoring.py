@@ -21,7 +21,9 @@ never leaves a partial CSV under the result's name):
   consecutive windows that end at this one (empty on other rows; :class:`StreamIntegrator`);
 - for flagged windows, the most anomalous band (:mod:`src.field.localisation`): ``band_center_hz``,
   ``band_width_hz`` (``--units hz``) or ``band_center``, ``band_width`` (cycles/sample), and
-  ``band_z``, the signed z-score of its peak bin; empty where no bin stands out.
+  ``band_z``, the signed z-score of its peak bin; empty where no bin stands out. Under the run's
+  carrier recovery the band is found in the recovered window and moved back by the offset the
+  recovery removed from that window, so it is at the recording's frequency either way.
 
 Under torchrun, batch k is scored by process k mod world size and the main process writes all rows.
 """
@@ -39,13 +41,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.data.datasets import recovered
 from src.data.prep import normalize_rms
 from src.data.streaming import Recording
 from src.distributed import Dist, gather_to_main
-from src.dsp import PSD_SEGMENT, blind_snr_db, welch_psd
+from src.dsp import PSD_SEGMENT, blind_snr_db, recover_carrier_with_offset, welch_psd
 from src.errors import UserError
-from src.field.localisation import NO_BAND, Band, SpectralBaseline, window_bands
+from src.field.localisation import NO_BAND, Band, SpectralBaseline, in_recording_frequency, window_bands
 from src.field.timeline import Timeline, timeline_figure
 from src.io import atomic_path
 from src.ood.decisions import Decider, StreamIntegrator
@@ -143,12 +144,14 @@ def merged_columns(column_lists: list[list[str]]) -> list[str]:
 
 @dataclass
 class Batch:
-    """Consecutive windows: their indices and first samples, raw samples and the scored I/Q [n, 2, T]."""
+    """Consecutive windows: their indices and first samples, raw samples, the scored I/Q [n, 2, T] and the carrier
+    offset its recovery removed from each (cycles/sample; zeros without recovery)."""
 
     indices: np.ndarray
     offsets: np.ndarray
     raw: np.ndarray
     iq: np.ndarray
+    carrier_offsets: np.ndarray
 
 
 def as_iq(windows: np.ndarray) -> np.ndarray:
@@ -159,10 +162,20 @@ def as_iq(windows: np.ndarray) -> np.ndarray:
 def scored_iq(path: Path, offsets: np.ndarray, raw: np.ndarray, normalize: str, carrier_order: int = 0) -> np.ndarray:
     """The windows as the model sees them: I/Q, each scaled to unit power under --normalize rms (as prep does),
     then with the run's carrier recovery (as its training windows were)."""
+    return scored_windows(path, offsets, raw, normalize, carrier_order)[0]
+
+
+def scored_windows(path: Path, offsets: np.ndarray, raw: np.ndarray, normalize: str,
+                   carrier_order: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scored_iq`, and the carrier offset (cycles/sample) the recovery removed from each window (zeros
+    without recovery): what puts a band found in the recovered window back at the recording's frequency."""
     iq = as_iq(raw)
     if normalize == "rms":
         iq = rms_scaled(path, offsets, raw, iq)
-    return recovered(iq, carrier_order)
+    if not carrier_order:
+        return iq, np.zeros(len(iq))
+    windows, carrier_offsets = recover_carrier_with_offset(torch.from_numpy(iq), carrier_order)
+    return windows.numpy(), carrier_offsets.numpy()
 
 
 def rms_scaled(path: Path, offsets: np.ndarray, raw: np.ndarray, iq: np.ndarray) -> np.ndarray:
@@ -182,8 +195,8 @@ def window_batches(recording: Recording, options: FieldOptions, n_windows: int) 
         while len(offsets) >= options.batch_size or (len(offsets) and first + len(offsets) >= n_windows):
             size = min(options.batch_size, len(offsets), n_windows - first)
             yield Batch(np.arange(first, first + size), offsets[:size], raw[:size],
-                        scored_iq(recording.path, offsets[:size], raw[:size], options.normalize,
-                                  options.carrier_order))
+                        *scored_windows(recording.path, offsets[:size], raw[:size], options.normalize,
+                                        options.carrier_order))
             offsets, raw, first = offsets[size:], raw[size:], first + size
             if first >= n_windows:
                 return
@@ -232,8 +245,9 @@ class Scorer:
         frame = results_frame(ids, "score", stem, self.reconstructor.starts,
                               {key: value.float().cpu().numpy() for key, value in errors.items()})
         scores = self.detector.score_frame(as_written(frame), f"input {stem}").reindex(ids).to_numpy()
-        bands = None if differences is None else window_bands(
-            self.baseline, differences, list(self.reconstructor.starts), self.detector.ts, self.band_z)
+        bands = None if differences is None else in_recording_frequency(window_bands(
+            self.baseline, differences, list(self.reconstructor.starts), self.detector.ts, self.band_z),
+            batch.carrier_offsets)
         psd = welch_psd(torch.from_numpy(as_iq(batch.raw))).numpy() if self.with_psd else None
         return BatchResult(batch.indices, batch.offsets, scores, bands, psd, blind_snr_db(x0).cpu().numpy())
 

@@ -23,6 +23,11 @@ was made from), and stores their per-bin errors for every t in ``<run>/ood/val_s
 file is keyed by the reconstruction settings and the val windows' lsd values, so a re-run of
 reconstruct.py (another model or settings) makes it stale and it is rebuilt. Keeping every t lets
 any ``--min_t/--max_t/--t_skip`` choose its own start points without rebuilding.
+
+**Under carrier recovery** the model sees each window with its own blindly estimated offset removed,
+so the profiles (val's and the window's) are in that recovered frame, where an in-family signal is
+centred. A window's band is found there and then moved back by the offset removed from it
+(:func:`in_recording_frequency`), which puts it at the recording's frequency whatever the estimate.
 """
 from __future__ import annotations
 
@@ -119,6 +124,14 @@ def strongest_band(z: np.ndarray, threshold: float) -> Band:
     return Band(float(center), (high - low + 1) / n, float(z[peak]))
 
 
+def in_recording_frequency(bands: list[Band], carrier_offsets: np.ndarray) -> list[Band]:
+    """Bands found in carrier-recovered windows, moved back to the recording's frequencies: recovery removed an
+    offset f0 from its window, so what sits at f in the recovered window is at f + f0 in the recording (wrapped
+    into [-1/2, 1/2)). Zero offsets (no recovery) leave every band where it is."""
+    return [band if offset == 0 else Band(float((band.center + offset + 0.5) % 1.0 - 0.5), band.width, band.z)
+            for band, offset in zip(bands, carrier_offsets, strict=True)]
+
+
 def window_bands(baseline: SpectralBaseline, differences: np.ndarray, starts: list[int], ts: list[int],
                  threshold: float) -> list[Band]:
     """The band of each window from its per-bin differences [n_starts, B, bins]."""
@@ -155,11 +168,12 @@ def check_val_file(path: Path, ids: list[str]) -> None:
                         "--val_h5file=<the file reconstruct.py got as --validation_h5file>")
 
 
-def rebuild_val_differences(reconstructor, path: Path, ids: list[str], batch_size: int,
-                            device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin differences [n, n_starts, bins] and lsd [n, n_starts] of the val windows ``ids``, rebuilt."""
+def rebuild_val_differences(reconstructor, path: Path, ids: list[str], batch_size: int, device: torch.device,
+                            carrier_order: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin differences [n, n_starts, bins] and lsd [n, n_starts] of the val windows ``ids``, rebuilt (read with
+    the run's carrier recovery, as reconstruct.py read them)."""
     indices = [int(window_id.rsplit(":", 1)[1]) for window_id in ids]
-    dataset = SignalDataset(path, first_n=max(indices) + 1, cache=True)
+    dataset = SignalDataset(path, first_n=max(indices) + 1, cache=True, carrier_order=carrier_order)
     differences, lsd = [], []
     for first in range(0, len(indices), batch_size):
         batch = indices[first:first + batch_size]
@@ -180,7 +194,7 @@ def check_rebuilt(val: pd.DataFrame, ids: list[str], starts: list[int], lsd: np.
 
 
 def val_differences(folder: OodFolder, reconstructor, settings: dict, val: pd.DataFrame, val_path: Path,
-                    batch_size: int, device: torch.device) -> np.ndarray:
+                    batch_size: int, device: torch.device, carrier_order: int = 0) -> np.ndarray:
     """The val windows' per-bin differences [n, n_starts, bins], from the cache or rebuilt (and cached)."""
     if "lsd" not in val.columns:
         raise UserError(f"{folder.results('val')} has no lsd column, which localising bands checks against; re-run "
@@ -193,7 +207,7 @@ def val_differences(folder: OodFolder, reconstructor, settings: dict, val: pd.Da
     check_val_file(val_path, ids)
     log.info("rebuilding %d val windows of %s once for the per-bin val statistics (cached in %s)", len(ids),
              val_path, folder.val_spectra_file)
-    differences, lsd = rebuild_val_differences(reconstructor, val_path, ids, batch_size, device)
+    differences, lsd = rebuild_val_differences(reconstructor, val_path, ids, batch_size, device, carrier_order)
     check_rebuilt(val, ids, list(reconstructor.starts), lsd)
     with atomic_path(folder.val_spectra_file) as tmp:
         with open(tmp, "wb") as handle:

@@ -268,14 +268,14 @@ def field_options(args, signal_length: int, carrier_order: int) -> FieldOptions:
 
 
 def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
-                      detector: Detector, dist: Dist) -> SpectralBaseline:
+                      detector: Detector, dist: Dist, carrier_order: int = 0) -> SpectralBaseline:
     """Per-bin val statistics for localising bands (:mod:`src.field.localisation`), rebuilt once and cached."""
     val_path = args.val_h5file or config.get("data", {}).get("validation_h5file")
     if val_path is None:
         raise UserError(f"{folder.path.parent / 'config.json'} names no validation file; pass --val_h5file=<the file "
                         "reconstruct.py got as --validation_h5file>, or --localise=0")
     differences = on_main(dist, val_differences, folder, reconstructor, settings, val, Path(val_path),
-                          args.batch_size, dist.device)
+                          args.batch_size, dist.device, carrier_order)
     return SpectralBaseline.fit(differences, list(reconstructor.starts), detector.ts)
 
 
@@ -380,10 +380,7 @@ def score_inputs(args, dist: Dist) -> None:
         raise UserError(f"--out {args.out} is a folder; give the path of the CSV file to write")
     data = options_for_run(config.get("data", {}), args)
     options = field_options(args, signal_length, data.carrier_order)
-    localise = bool(args.localise) and config.get("kind") != "features" and not data.carrier_order
-    if args.localise and data.carrier_order:
-        log.info("bands are not localised: the run removes each window's carrier offset (--carrier_recovery="
-                 "%s), so the windows' spectra no longer sit at the recording's frequencies", data.carrier_recovery)
+    localise = bool(args.localise) and config.get("kind") != "features"
     inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
     check_annotation_targets(args, paths, folder)
     if options.integrate > 1 and options.hop != signal_length and any(isinstance(item, RawInput) for item in inputs):
@@ -405,7 +402,8 @@ def score_inputs(args, dist: Dist) -> None:
              "%d cross-fitted val scores", settings["mode"], len(reconstructor.starts), settings["seed"], dist.device,
              detector.score, ",".join(detector.metrics), detector.ts, threshold, n_val)
     streaming = any(isinstance(item, RawInput) for item in inputs)
-    baseline = (spectral_baseline(args, config, folder, settings, val, reconstructor, detector, dist)
+    baseline = (spectral_baseline(args, config, folder, settings, val, reconstructor, detector, dist,
+                                  data.carrier_order)
                 if localise and streaming else None)
     scorer = Scorer(reconstructor, detector, threshold, baseline, args.band_z, dist.device, with_psd=args.plot,
                     decider=decider)
