@@ -85,11 +85,13 @@ def int_list(value: str) -> list[int]:
 
 def add_carrier_arg(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
     """--carrier_recovery: set at training, recorded in config.json; later stages may only repeat it."""
-    parser.add_argument("--carrier_recovery", choices=CARRIER_MODES, default=None if from_config else "off",
+    parser.add_argument("--carrier_recovery", choices=CARRIER_MODES, default=None,
                         help="signals: remove each window's carrier offset and phase blindly with the M-th power "
                              "estimator (power2: BPSK, power4: QPSK and square QAM, power8: 8-PSK), or auto: the "
                              "power whose spectral line stands out in the training windows, off where none does "
-                             + ("(default: as the run was trained)" if from_config else "(default: %(default)s)"))
+                             + ("(default: as the run was trained)" if from_config else
+                                "(default: auto for a new run on signals, off for images; a resumed run keeps what "
+                                "it was trained with)"))
 
 
 def add_dist_args(parser: argparse.ArgumentParser) -> None:

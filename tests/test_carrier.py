@@ -113,11 +113,14 @@ def signals(tmp_path_factory):
                   for name in ("QPSK", "OFDM") for split in ("train", "val", "test")}
 
 
-def fit_features(root, files, family: str, mode: str, name: str):
+def fit_features(root, files, family: str, mode: str | None, name: str, check: bool = True):
+    """train_features.py on ``family``'s files (``mode`` None: no --carrier_recovery flag); its result and config's
+    data section."""
     result = run_cli("train_features.py", f"--output_dir={root / 'runs'}", f"--model_name={name}",
                      f"--training_h5file={files[family + '_train']}", f"--validation_h5file={files[family + '_val']}",
-                     f"--carrier_recovery={mode}", check=False)
-    assert result.returncode == 0, result.stderr
+                     *([f"--carrier_recovery={mode}"] if mode else []), check=False)
+    if check:
+        assert result.returncode == 0, result.stderr
     return result, json.loads((root / "runs" / name / "config.json").read_text())["data"]
 
 
@@ -130,6 +133,27 @@ def test_auto_is_recorded_and_logged_and_off_for_ofdm(signals):
     assert "carrier recovery auto: power4" in log and "z^4" in log
     _, data = fit_features(root, files, "OFDM", "auto", "ofdm_auto")
     assert data["carrier_order"] == 0
+
+
+def test_a_new_run_on_signals_defaults_to_auto_and_a_resumed_run_keeps_its_own(signals):
+    root, files = signals
+    _, data = fit_features(root, files, "QPSK", None, "qpsk_default")
+    assert (data["carrier_recovery"], data["carrier_order"]) == ("auto", 4)
+    result, _ = fit_features(root, files, "QPSK", "off", "qpsk_default", check=False)
+    assert_one_line_error(result, "--carrier_recovery=off", "trained with --carrier_recovery=auto (auto chose power4)")
+    # a run made before the default changed (its config records no front end) goes on without one
+    _, data = fit_features(root, files, "QPSK", "off", "qpsk_before")
+    assert "carrier_recovery" not in data
+    checkpoint = root / "runs" / "qpsk_before" / "checkpoint.pth"
+    before = torch.load(checkpoint, weights_only=True)["model"]
+    _, data = fit_features(root, files, "QPSK", None, "qpsk_before")
+    after = torch.load(checkpoint, weights_only=True)["model"]
+    assert "carrier_recovery" not in data
+    assert all(torch.equal(before[key], after[key]) for key in before)  # refitted on the same, unrecovered windows
+    recovered_fit = torch.load(root / "runs" / "qpsk_default" / "checkpoint.pth", weights_only=True)["model"]
+    assert not all(torch.equal(before[key], recovered_fit[key]) for key in before)  # which recovery would change
+    assert_one_line_error(fit_features(root, files, "QPSK", "power4", "qpsk_before", check=False)[0],
+                          "--carrier_recovery=power4", "trained with --carrier_recovery=off")
 
 
 def test_later_stages_refuse_a_contradicting_front_end(signals):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, make_processed, run_cli, run_inline, tone_windows, write_processed
+from conftest import FRONT_END_OFF, ROOT, make_processed, run_cli, run_inline, tone_windows, write_processed
 
 STEPS = 100  # --num_inference_steps: start points t = 10, 20, ..., 990 of the 1000 training steps
 START_POINTS = list(range(10, 1000, 10))  # --inference_skip_factor=1 keeps all 99
@@ -236,7 +236,7 @@ def test_two_process_ddp_training_matches_one_process_with_the_same_global_batch
         return ("train_autoencoder.py", f"--output_dir={tmp_path}", f"--model_name={name}", "--model_type=autoencoder",
                 "--channels=8,8", "--latent_channels=2", f"--training_h5file={train}", f"--validation_h5file={val}",
                 f"--n_epochs={DDP_EPOCHS}", f"--batch_size={batch}", "--quick_test=1", "--figures=0",
-                "--precision=fp32", f"--learning_rate={LEARNING_RATE}", "--seed=3")
+                "--precision=fp32", f"--learning_rate={LEARNING_RATE}", "--seed=3", FRONT_END_OFF)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     jobs = {name: subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -3,13 +3,16 @@ settings; and the whole run of train_autoencoder.py and train_vqvae.py (:func:`t
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
 from src.data.sources import (
     DataOptions,
     add_data_args,
+    check_carrier,
     data_section,
     data_shape,
+    fixed_order,
     log_carrier_choice,
     open_set,
     resolve_carrier,
@@ -24,6 +27,8 @@ from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, p
 
 log = logging.getLogger("rfood")
 TRAINING_PRECISION = "auto"  # --precision's default: bf16 kept the val loss within seed noise (docs/benchmarks.md)
+# --carrier_recovery's default for a new run on signals: the selection rule chose it over off (docs/benchmarks.md)
+DEFAULT_CARRIER_RECOVERY = "auto"
 
 
 def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_rate: float,
@@ -64,10 +69,10 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     add_dist_args(parser)
 
 
-def load_training_sets(args) -> tuple:
+def load_training_sets(args, config_name: str = "config.json") -> tuple:
     """The training and validation sets the flags name (signals or images), checked to have one shape, and
-    the data options they were read with (``--carrier_recovery=auto`` resolved on the training windows)."""
-    options = resolve_carrier(DataOptions.from_args(args), args.training_h5file, args.first_n)
+    the data options they were read with (:func:`training_data_options`)."""
+    options = training_data_options(args, Run(args.output_dir, args.model_name, config_name))
     train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
     val_set = open_set(args.validation_h5file, options, cache=args.cache_data)
     if data_shape(val_set) != data_shape(train_set):
@@ -75,6 +80,22 @@ def load_training_sets(args) -> tuple:
                         f"{args.training_h5file} {data_shape(train_set)}; prepare both alike (--trim_length, or "
                         "--image_size/--image_roi)")
     return train_set, val_set, options
+
+
+def training_data_options(args, run: Run) -> DataOptions:
+    """The data flags of a training script, with the front end settled: a resumed run keeps the carrier recovery
+    it was trained with (a contradicting flag is refused); a new run on signals takes ``--carrier_recovery``,
+    :data:`DEFAULT_CARRIER_RECOVERY` when not given, with ``auto`` resolved on the training windows."""
+    options = DataOptions.from_args(args)
+    if options.spatial_dims != 1:
+        return options
+    if run.has_config():
+        trained = DataOptions.from_config(run.load_config().get("data", {}))
+        check_carrier(args.carrier_recovery, trained)
+        return replace(options, carrier_recovery=trained.carrier_recovery, carrier_order=trained.carrier_order)
+    mode = args.carrier_recovery or DEFAULT_CARRIER_RECOVERY
+    return resolve_carrier(replace(options, carrier_recovery=mode, carrier_order=fixed_order(mode)),
+                           args.training_h5file, args.first_n)
 
 
 def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") -> tuple[Run, dict]:
@@ -129,7 +150,7 @@ def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[s
     """The whole of train_autoencoder.py and train_vqvae.py: a model that reconstructs its input, under
     torchrun or not. ``size_flags`` name the flags that override the family's default sizes."""
     with distributed(args.dist_backend) as dist:
-        train_set, val_set, options = load_training_sets(args)
+        train_set, val_set, options = load_training_sets(args, config_name)
         network = network_config(kind, in_channels=train_set.channels, spatial_dims=args.spatial_dimension,
                                  **{name: getattr(args, name) for name in size_flags})
         config = {"kind": kind, "network": network,
