@@ -350,12 +350,15 @@ def _(c):
         "--beta_end=0.03 (config: 0.0195) clash with", "config.json", "use another --model_name"]
 
 
-# a --carrier_recovery that contradicts the run's (reconstruct.py, score.py), or any with images
+# a --carrier_recovery that contradicts the run's (reconstruct.py, score.py, a training script resuming the run),
+# or any with images
 @case("carrier_recovery_contradicts_the_run-reconstruct", "reconstruct")
 @case("carrier_recovery_contradicts_the_run-score", "score")
+@case("carrier_recovery_contradicts_the_run-train_again", "train")
 def _(c, script):
-    command = c.reconstruct("--carrier_recovery=power4") if script == "reconstruct" else \
-        c.score(flags=("--carrier_recovery=power4",))
+    command = {"reconstruct": lambda: c.reconstruct("--carrier_recovery=power4"),
+               "score": lambda: c.score(flags=("--carrier_recovery=power4",)),
+               "train": lambda: c.train("--carrier_recovery=power4", output_dir=c.runs)}[script]()
     return command, ["--carrier_recovery=power4: the run was trained with --carrier_recovery=off", "drop the flag"]
 
 
@@ -710,7 +713,8 @@ ROW_KEYS = {  # each row of the bad-input table (its first cell) -> the case id 
     "`--beta_start` above `--beta_end`, either outside (0, 1), or `--snr_shift`/`--b_scale` <= 0, at any stage": (
         "beta_start_above_beta_end", "beta_end_not_below_1", "beta_start_not_above_0", "snr_shift", "b_scale"),
     "a flag that contradicts the run's `config.json`": ("flag_contradicts_config",),
-    "a `--carrier_recovery` that contradicts the run's (reconstruct.py, score.py), or any with images": (
+    "a `--carrier_recovery` that contradicts the run's (reconstruct.py, score.py, or a training script resuming "
+    "a run), or any with images": (
         "carrier_recovery_contradicts_the_run", "carrier_recovery_with_images"),
     "a checkpoint of another model type or shape": ("checkpoint_of_another_shape", "checkpoint_of_another_type"),
     "a checkpoint holding Python objects (a pickle that could run code)": ("checkpoint_with_python_objects",),
