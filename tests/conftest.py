@@ -28,6 +28,13 @@ TINY_NET = ["--channels=8,16", "--attention_levels=0,1"]
 FRONT_END_OFF = "--carrier_recovery=off"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory):
+    """``--precision auto`` keeps its bf16 probe per machine (src.runtime); the suite keeps it in a folder of its
+    own, shared by every test and the subprocesses they start, never in the user's ~/.cache."""
+    os.environ["RFOOD_CACHE_DIR"] = str(tmp_path_factory.mktemp("rfood_cache"))
+
+
 def write_processed(path: Path, signals: np.ndarray, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:

@@ -1,6 +1,8 @@
-"""--precision: what auto chooses (capability and probe mocked), bf16 against fp32, and that the recorded
-precision is the one that ran (reconstruct.py, score.py, training)."""
+"""--precision: what auto chooses (capability and probe mocked), that it chooses the same in every process
+(a probe robust to a noisy clock, the per-machine cache), bf16 against fp32, and that the recorded precision is
+the one that ran (reconstruct.py, score.py, training)."""
 import json
+import random
 
 import pytest
 import torch
@@ -17,6 +19,15 @@ EMULATED = {"avx512_bf16": False, "amx": False, "onednn_bf16": True}
 BF16_TOLERANCE = 2e-2  # relative output deviation: bf16 keeps 8 bits of mantissa (~4e-3 a rounding)
 TINY = {"unet": network_config("small", channels=[8, 16]),
         "wavenet": network_config("wavenet", residual_layers=3, residual_channels=8)}
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test keeps auto's per-machine cache in its own folder, never in the real home."""
+    monkeypatch.setenv(runtime.CACHE_DIR_VARIABLE, str(tmp_path / "cache"))
+    runtime.cpu_precision_choice.cache_clear()
+    yield tmp_path / "cache" / runtime.CACHE_FILE
+    runtime.cpu_precision_choice.cache_clear()
 
 
 @pytest.fixture
@@ -54,9 +65,119 @@ def test_cuda_and_explicit_precisions_do_not_probe(cpu_reports):
     assert [choose_precision(p, CPU)[0] for p in ("fp32", "bf16")] == ["fp32", "bf16"]
 
 
-def test_the_probe_and_flags_run_here():
+def test_the_probe_and_flags_run_here(monkeypatch):
     assert set(runtime.cpu_bf16_flags()) == {"avx512_bf16", "amx", "onednn_bf16"}
     assert runtime.bf16_speedup((64, 32, 32), repeats=1) > 0
+    threads_seen = []
+    timed = runtime.time_matmul
+
+    def noting_threads(a, b):
+        threads_seen.append(torch.get_num_threads())
+        return timed(a, b)
+    monkeypatch.setattr(runtime, "time_matmul", noting_threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runtime.bf16_speedup((64, 32, 32), repeats=2)
+        assert set(threads_seen) == {1} and torch.get_num_threads() == 2  # probed on one thread, then restored
+    finally:
+        torch.set_num_threads(before)
+
+
+class NoisyClock:
+    """Matmul seconds as a loaded machine reports them: the true time (fp32 1 ms, bf16 1 ms / ``ratio``) plus, on
+    half the calls, a preemption of up to 1.5 ms. A single fp32/bf16 pair lands anywhere from 0.5x to 3.7x."""
+
+    def __init__(self, ratio: float, seed: int) -> None:
+        self.true = {torch.float32: 1e-3, torch.bfloat16: 1e-3 / ratio}
+        self.rng = random.Random(seed)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> float:
+        preempted = self.rng.random() < 0.5
+        return self.true[a.dtype] + (self.rng.uniform(0, 1.5e-3) if preempted else 0.0)
+
+
+@pytest.mark.parametrize("ratio, expected", [(1.5, "bf16"), (0.95, "fp32")])
+def test_a_noisy_clock_around_the_threshold_gives_one_choice(monkeypatch, tmp_path, ratio, expected):
+    one_pair = []
+    for seed in range(40):  # the noise is real: one timed pair each would choose both ways
+        monkeypatch.setattr(runtime, "time_matmul", NoisyClock(ratio, seed))
+        one_pair.append(runtime.bf16_speedup((8, 8, 8), repeats=0) >= runtime.BF16_MIN_SPEEDUP)
+    assert 0 < sum(one_pair) < len(one_pair)
+    monkeypatch.setattr(runtime, "cpu_bf16_flags", lambda: NATIVE)
+    choices = []
+    for seed in range(40):  # each call a fresh process on a fresh machine: no cache to lean on
+        monkeypatch.setattr(runtime, "time_matmul", NoisyClock(ratio, seed))
+        monkeypatch.setenv(runtime.CACHE_DIR_VARIABLE, str(tmp_path / f"machine{seed}"))
+        runtime.cpu_precision_choice.cache_clear()
+        choices.append(choose_precision("auto", CPU)[0])
+    assert set(choices) == {expected}
+
+
+def test_later_processes_follow_the_cached_measurement(cpu_reports, own_cache):
+    cpu_reports(NATIVE, speedup=runtime.BF16_MIN_SPEEDUP + 0.05)  # a CPU near the threshold
+    choice, why = choose_precision("auto", CPU)
+    assert choice == "bf16" and "measured now, cached in" in why
+    kept = json.loads(own_cache.read_text())["probes"]
+    assert list(kept) == [runtime.probe_key(NATIVE)] and kept[runtime.probe_key(NATIVE)]["speedup"] == 1.25
+    for _ in range(3):  # later processes: this time the probe would say fp32, but they do not probe
+        runtime.cpu_precision_choice.cache_clear()
+        cpu_reports(NATIVE, speedup=None)
+        choice, why = choose_precision("auto", CPU)
+        assert choice == "bf16" and "1.25x" in why and f"cached in {own_cache}" in why and "measured now" not in why
+
+
+def test_the_threshold_applies_to_the_cached_ratio(cpu_reports, monkeypatch):
+    cpu_reports(NATIVE, speedup=1.5)
+    assert choose_precision("auto", CPU)[0] == "bf16"
+    runtime.cpu_precision_choice.cache_clear()
+    cpu_reports(NATIVE, speedup=None)
+    monkeypatch.setattr(runtime, "BF16_MIN_SPEEDUP", 2.0)
+    assert choose_precision("auto", CPU)[0] == "fp32"
+
+
+@pytest.mark.parametrize("change", ["torch", "cpu"])
+def test_another_key_is_measured_again(cpu_reports, own_cache, monkeypatch, change):
+    cpu_reports(NATIVE, speedup=2.0)
+    assert choose_precision("auto", CPU)[0] == "bf16"
+    first_key = runtime.probe_key(NATIVE)
+    if change == "torch":
+        monkeypatch.setattr(torch, "__version__", "9.9.9+other")
+    else:
+        monkeypatch.setattr(runtime, "cpu_model", lambda: "Another CPU 9000")
+    runtime.cpu_precision_choice.cache_clear()
+    cpu_reports(NATIVE, speedup=1.1)  # this one measures slow
+    choice, why = choose_precision("auto", CPU)
+    assert choice == "fp32" and "1.10x" in why and "measured now" in why
+    kept = json.loads(own_cache.read_text())["probes"]
+    assert set(kept) == {first_key, runtime.probe_key(NATIVE)} and first_key != runtime.probe_key(NATIVE)
+    assert kept[first_key]["speedup"] == 2.0  # the other machine's entry is kept
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00", b"[]", b'{"probes": []}', b"KEYED_TEXT",
+                                     b"KEYED_NEGATIVE", b"KEYED_BOOL", b"KEYED_LIST"])
+def test_a_corrupt_cache_file_is_measured_again(cpu_reports, own_cache, content):
+    key = json.dumps(runtime.probe_key(NATIVE))
+    entries = {b"KEYED_TEXT": '{"speedup": "fast"}', b"KEYED_NEGATIVE": '{"speedup": -2.0}',
+               b"KEYED_BOOL": '{"speedup": true}', b"KEYED_LIST": "[2.0]"}
+    if content in entries:
+        content = f'{{"probes": {{{key}: {entries[content]}}}}}'.encode()
+    own_cache.parent.mkdir(parents=True)
+    own_cache.write_bytes(content)
+    cpu_reports(NATIVE, speedup=1.1)
+    choice, why = choose_precision("auto", CPU)
+    assert choice == "fp32" and "measured now, cached in" in why
+    assert json.loads(own_cache.read_text())["probes"][runtime.probe_key(NATIVE)]["speedup"] == 1.1
+
+
+def test_an_unwritable_cache_still_chooses(cpu_reports, tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(runtime.CACHE_DIR_VARIABLE, str(blocker))
+    cpu_reports(NATIVE, speedup=2.0)
+    choice, why = choose_precision("auto", CPU)
+    assert choice == "bf16" and "measured now, not cached" in why
+    assert blocker.read_text() == "not a folder" and list(tmp_path.iterdir()) == [blocker]
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
