@@ -16,8 +16,8 @@ snr_<metrics>_<score>.csv. --integrate K scores decisions over K consecutive win
 of their scores) instead of single windows; the files' suffix then ends in _k<K>. --fuse_with=RUN adds
 each run fused with RUN (e.g. the feature baseline): metrics_fused_<RUN>.csv.
 """
-from src.cli import Parser, comma_list, flag, positive_float, run_main, setup_logging
-from src.ood.detection_stage import ScoreOptions, detect
+from src.cli import Parser, comma_list, flag, options_from, positive_float, run_main, setup_logging
+from src.ood.detection_stage import DetectionJob, detect
 from src.ood.flags import add_integrate_arg, add_score_args
 from src.ood.snr import SNR_BIN_DB
 
@@ -46,8 +46,7 @@ def create_argparser() -> Parser:
 def main() -> None:
     args = create_argparser().parse_args()
     setup_logging()
-    print(detect(args.output_dir, args.model_name, ScoreOptions.from_args(args), args.n_bootstrap, args.seed,
-                 args.report, args.snr_bin, args.integrate, args.fuse_with))
+    print(detect(options_from(DetectionJob, args, model_names=args.model_name)))
 
 
 if __name__ == "__main__":

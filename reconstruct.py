@@ -12,13 +12,23 @@ Writes <output_dir>/<model_name>/ood/results_val.csv, results_in.csv and results
 one row per (signal, start point t) with its reconstruction errors. The model and scheduler come
 from the run's config.json; a flag that contradicts it is an error.
 """
-from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, comma_list, flag, positive_int, run_main
+from src.cli import (
+    Parser,
+    add_dist_args,
+    add_loader_args,
+    add_run_args,
+    comma_list,
+    flag,
+    options_from,
+    positive_int,
+    run_main,
+)
 from src.data.sources import add_data_args
 from src.diffusion.engine import MODES
 from src.diffusion.schedulers import add_scheduler_args
 from src.distributed import distributed
 from src.networks import MODEL_TYPES
-from src.ood.reconstruction_stage import reconstruct_sets
+from src.ood.reconstruction_stage import ReconstructionJob, reconstruct_sets
 from src.ood.reconstructors import PLMS_HISTORIES
 from src.runtime import PRECISIONS
 
@@ -74,7 +84,7 @@ def create_argparser() -> Parser:
 def main() -> None:
     args = create_argparser().parse_args()
     with distributed(args.dist_backend) as dist:
-        reconstruct_sets(args, dist)
+        reconstruct_sets(options_from(ReconstructionJob, args), dist)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from src.cli import (
     comma_list,
     flag,
     fraction,
+    options_from,
     positive_float,
     positive_int,
     run_main,
@@ -48,7 +49,7 @@ from src.data.streaming import DEFAULT_CHUNK_WINDOWS
 from src.distributed import distributed
 from src.field.field_scoring import UNITS
 from src.field.localisation import BAND_Z
-from src.field.scoring_stage import score_inputs
+from src.field.scoring_stage import ScoringJob, score_inputs
 from src.ood.decisions import SNR_BAND_DB
 from src.ood.flags import add_integrate_arg, add_score_args
 from src.runtime import PRECISIONS
@@ -126,7 +127,7 @@ def add_field_args(parser: Parser) -> None:
 def main() -> None:
     args = create_argparser().parse_args()
     with distributed(args.dist_backend) as dist:
-        score_inputs(args, dist)
+        score_inputs(options_from(ScoringJob, args), dist)
 
 
 if __name__ == "__main__":

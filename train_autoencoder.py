@@ -8,9 +8,9 @@ Example:
 
 reconstruct.py on this run writes the same results files with a single t = 0.
 """
-from src.cli import Parser, comma_list, positive_int, run_main
-from src.trainers.autoencoders import AutoencoderTrainer
-from src.trainers.setup import add_training_args, train_autoencoding_model
+from src.cli import Parser, comma_list, options_from, positive_int, run_main
+from src.trainers.autoencoders import AutoencoderSizes, AutoencoderTrainer
+from src.trainers.setup import TrainingJob, add_training_args, train_autoencoding_model
 
 
 def create_argparser() -> Parser:
@@ -27,8 +27,9 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    train_autoencoding_model(create_argparser().parse_args(), AutoencoderTrainer, "autoencoder",
-                             ("channels", "latent_channels", "num_res_units"))
+    args = create_argparser().parse_args()
+    train_autoencoding_model(options_from(TrainingJob, args), options_from(AutoencoderSizes, args), AutoencoderTrainer,
+                             "autoencoder")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ Examples:
 
 Re-running the same command resumes from checkpoint_last.pth; a larger --n_epochs trains on.
 """
-from src.cli import Parser, comma_list, flag, int_list, positive_int, run_main
+from src.cli import Parser, comma_list, flag, int_list, options_from, positive_int, run_main
 from src.diffusion.schedulers import add_scheduler_args
 from src.networks import DENOISER_TYPES
-from src.trainers.ddpm import train_diffusion_model
+from src.trainers.ddpm import DiffusionJob, train_diffusion_model
 from src.trainers.setup import add_training_args
 
 
@@ -44,7 +44,7 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    train_diffusion_model(create_argparser().parse_args())
+    train_diffusion_model(options_from(DiffusionJob, create_argparser().parse_args()))
 
 
 if __name__ == "__main__":

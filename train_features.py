@@ -13,9 +13,9 @@ offset and phase. The run scores a window by the Mahalanobis distance of its fea
 training windows' (Ledoit-Wolf covariance). It takes seconds; reconstruct.py, ood_detection.py and
 score.py then treat it like any other run (one "start point" t = 0, the distance as the ``feat`` column).
 """
-from src.cli import Parser, add_carrier_arg, add_loader_args, add_run_args, positive_int, run_main
+from src.cli import Parser, add_carrier_arg, add_loader_args, add_run_args, options_from, positive_int, run_main
 from src.features import FEATURE_PSD_SEGMENT
-from src.trainers.features import fit_feature_baseline
+from src.trainers.features import FeatureJob, fit_feature_baseline
 
 
 def create_argparser() -> Parser:
@@ -33,7 +33,7 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    fit_feature_baseline(create_argparser().parse_args())
+    fit_feature_baseline(options_from(FeatureJob, create_argparser().parse_args()))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ Example:
 Writes vqvae_config.json beside checkpoint.pth; TensorBoard shows reconstruction and commitment
 losses and codebook perplexity and usage. Then: train_ddpm.py --vqvae_checkpoint=<run>/checkpoint.pth.
 """
-from src.cli import Parser, comma_list, positive_int, run_main
-from src.trainers.autoencoders import VQVAETrainer
-from src.trainers.setup import add_training_args, train_autoencoding_model
+from src.cli import Parser, comma_list, options_from, positive_int, run_main
+from src.trainers.autoencoders import VQVAESizes, VQVAETrainer
+from src.trainers.setup import TrainingJob, add_training_args, train_autoencoding_model
 
 
 def create_argparser() -> Parser:
@@ -28,8 +28,8 @@ def create_argparser() -> Parser:
 
 
 def main() -> None:
-    train_autoencoding_model(create_argparser().parse_args(), VQVAETrainer, "vqvae",
-                             ("channels", "num_res_layers", "embedding_dim", "num_embeddings", "commitment_cost"),
+    args = create_argparser().parse_args()
+    train_autoencoding_model(options_from(TrainingJob, args), options_from(VQVAESizes, args), VQVAETrainer, "vqvae",
                              config_name="vqvae_config.json")
 
 

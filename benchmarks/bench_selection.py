@@ -7,15 +7,17 @@ phase noise, a weak tone under the signal). On each draw, as a user would, throu
 lines: prep; train the `small` UNet and the WaveNet DDPMs with train_ddpm.py's defaults, the VQ-VAE
 and its LDM, the autoencoder and the feature baseline; reconstruct every diffusion model with PLMS at
 skip factor 16 and in the cheap one-step mode at skip 1 (``<model>_onestep``, a copy of the run).
-Then every candidate (score x metrics x start-point range) is scored on every draw with the code
-ood_detection.py reports with, and the default is the candidate with the best mean AUROC averaged
-over draws and over the diffusion runs made on every draw, ties broken by the worst family. The
+Then every candidate (score x metrics x start-point range, each plain and SNR-aware: ``--snr_aware``,
+:mod:`src.ood.snr_adjust`) is scored on every draw with the code ood_detection.py reports with, and
+the default is the candidate with the best mean AUROC averaged over draws and over the diffusion runs
+made on every draw, ties broken by the worst family. The
 demo data (seed 0, 8 samples/symbol, roll-off 0.35, 20 dB) is not among the draws; its table is
 reported only after the choice.
 
     python -m benchmarks.bench_selection                       # everything (about 45 min a draw on 2 cores)
     python -m benchmarks.bench_selection --stage evaluate      # only re-score what is there
     python -m benchmarks.bench_selection --draws=B --models=unet,unet_onestep   # a part
+    python -m benchmarks.bench_selection --stage evaluate --scores=1 --tables_dir=/tmp/rule   # CSVs elsewhere
 
 Each step skips what is already done, so an interrupted run continues.
 """
@@ -42,9 +44,11 @@ from benchmarks.synthetic_runs import (
     trained_model,
     with_front_end,
 )
-from src.ood.detection_stage import ood_aurocs
-from src.ood.detector import ScoreOptions
-from src.ood.evaluation import percentile_interval
+from src.errors import UserError
+from src.ood.detector import Detector, ScoreOptions, error_table
+from src.ood.evaluation import auroc_table, percentile_interval
+from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, load_sets
+from src.ood.snr_adjust import window_snrs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,14 +77,59 @@ FUSED_MODELS = {model: model_label(model) for model in fused_names(list(MODELS))
 DIFFUSION = [model for model in MODELS if family(model) in DIFFUSION_FAMILIES]
 
 
+SNR_AWARE = (False, True)  # each candidate plain and SNR-aware (errors moved to val's mean SNR, src.ood.snr_adjust)
+
+
 def candidates():
-    for score, metrics, (t_name, (min_t, max_t, t_skip)) in itertools.product(SCORES, METRIC_SETS, T_SETS.items()):
-        yield f"{score} on {metrics}, {t_name}", ScoreOptions(score, metrics.split(","), min_t, max_t, t_skip)
+    for score, metrics, (t_name, (min_t, max_t, t_skip)), aware in itertools.product(SCORES, METRIC_SETS,
+                                                                                     T_SETS.items(), SNR_AWARE):
+        yield (f"{score}{' snr-aware' if aware else ''} on {metrics}, {t_name}",
+               ScoreOptions(score, metrics.split(","), min_t, max_t, t_skip, snr_aware=aware))
+
+
+def run_aurocs(ood: Path, options: dict[str, ScoreOptions]) -> dict[str, pd.Series]:
+    """AUROC per out family and their mean of every candidate on one run, as ood_detection.py scores it (the run's
+    defaults filled in, fitted on val, every set scored by the fitted :class:`Detector`), its results read once: each
+    set's errors per metric and its SNR estimates (:func:`src.ood.snr_adjust.window_snrs`: for results without
+    ``snr_est_db``, from the h5 windows) are made once, and each candidate reads its metrics and start points. A run
+    whose windows' SNR estimates are not found gets no SNR-aware candidates (and :func:`ranking` then leaves them out).
+    """
+    folder = OodFolder(ood)
+    settings = folder.load_settings()
+    val, inside, outs = load_sets(folder)
+    frames = {"val": val, "in": inside, **outs}
+    tables: dict[tuple[str, str], pd.DataFrame] = {}  # (set, metric) -> errors [signal, t]
+    snrs = {}
+    if any(option.snr_aware for option in options.values()):
+        try:
+            snrs = {name: window_snrs(frame, name) for name, frame in frames.items()}
+        except UserError as err:
+            print(f"{ood}: SNR-aware candidates left out, no SNR estimates ({err})", flush=True)
+            options = {name: option for name, option in options.items() if not option.snr_aware}
+    if snrs and SNR_EST_COLUMN not in val.columns:
+        val[SNR_EST_COLUMN] = val["filename"].map(snrs["val"])
+
+    def features(name: str, detector: Detector) -> pd.DataFrame:  # as feature_table, from the cached tables
+        for metric in detector.metrics:
+            if (name, metric) not in tables:
+                tables[name, metric] = error_table(frames[name], metric, name)
+        return pd.concat({metric: tables[name, metric][detector.ts] for metric in detector.metrics}, axis=1)
+
+    aurocs = {}
+    for name, option in options.items():
+        detector = option.for_run(settings).fit(val)
+        scores = {}
+        for set_name in frames:
+            table = features(set_name, detector)
+            snr = snrs[set_name].reindex(table.index).to_numpy() if detector.snr_adjust is not None else None
+            scores[set_name] = detector(table, snr)
+        aurocs[name] = auroc_table(scores["in"], {set_name: scores[set_name] for set_name in outs})
+    return aurocs
 
 
 def evaluate(draws: list[Draw]) -> pd.DataFrame:
     """One row per (model, candidate, draw): mean and worst AUROC over the draw's out families."""
-    rows, scored = [], {}  # scored: (folder, candidate) -> AUROCs; a *_auto model may stand on its plain run
+    rows, scored = [], {}  # scored: folder -> {candidate: AUROCs}; a *_auto model may stand on its plain run
     for draw in draws:
         for model in MODELS:
             ood = draw.runs / draw.actual(model) / "ood"
@@ -90,10 +139,15 @@ def evaluate(draws: list[Draw]) -> pd.DataFrame:
             if model == "autoencoder":
                 options = {name: value for name, value in candidates()
                            if value.max_t >= 1000 and value.min_t == 0 and value.t_skip == 1}
-            for name, option in options.items():
-                if (ood, name) not in scored:
-                    scored[ood, name] = ood_aurocs(ood, option)[0]
-                aurocs = scored[ood, name]
+            missing = {name: option for name, option in options.items() if name not in scored.setdefault(ood, {})}
+            if missing:
+                started = time.perf_counter()
+                scored[ood].update(run_aurocs(ood, missing))
+                print(f"scored {len(missing)} candidates on {ood} ({time.perf_counter() - started:.0f} s)", flush=True)
+            for name in options:
+                if name not in scored[ood]:
+                    continue  # an SNR-aware candidate on a run without SNR estimates
+                aurocs = scored[ood][name]
                 families = aurocs.drop("mean")
                 rows.append({"model": MODELS[model], "candidate": name, "draw": draw.name, "mean": aurocs["mean"],
                              "worst": families.min(), "worst family": families.idxmin()})
@@ -115,7 +169,9 @@ def ranking(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     draws_per_model = rows.groupby("model")["draw"].nunique()
     complete = draws_per_model[draws_per_model == rows["draw"].nunique()].index
     diffusion = [MODELS[model] for model in DIFFUSION if MODELS[model] in complete]
-    table = summary(rows[rows["model"].isin(diffusion)])
+    rows = rows[rows["model"].isin(diffusion)]
+    runs = rows.groupby("candidate").size()
+    table = summary(rows[rows["candidate"].isin(runs[runs == runs.max()].index)])  # candidates scored on every run
     by_candidate = table.groupby(level="candidate")[["mean AUROC", "worst family AUROC"]].mean()
     return by_candidate.sort_values(["mean AUROC", "worst family AUROC"], ascending=False), diffusion
 
@@ -153,7 +209,7 @@ def front_end_ranking(honest: pd.DataFrame) -> pd.DataFrame:
 
 
 def choose_score(draws: list[Draw], work_dir: Path) -> None:
-    """Every score candidate on every draw, and the one the rule chooses."""
+    """Every score candidate on every draw, and the one the rule chooses (its CSVs written to ``work_dir``)."""
     rows = evaluate(draws)
     rows.to_csv(work_dir / "selection_rows.csv", index=False, float_format="%.4f")
     table = summary(rows)
@@ -166,6 +222,11 @@ def choose_score(draws: list[Draw], work_dir: Path) -> None:
     print(f"\nthe candidates averaged over the diffusion runs on every draw ({', '.join(diffusion)}), the 5 best:")
     print(best.head(5).round(3).to_string())
     print(f"\nchosen (best mean AUROC over draws and diffusion runs, ties by the worst family): {best.index[0]}")
+    aware = best.index.str.contains(" snr-aware ")
+    for label, part in (("plain", best[~aware]), ("SNR-aware", best[aware])):
+        if len(part):
+            print(f"the best {label} candidate: {part.index[0]} (mean {part.iloc[0]['mean AUROC']:.3f}, worst family "
+                  f"{part.iloc[0]['worst family AUROC']:.3f})")
     ten = best[best.index.str.endswith(TEN_CALLS)]
     print(f"chosen among the settings of 10 network calls: {ten.index[0]} (mean {ten.iloc[0]['mean AUROC']:.3f} "
           f"against {best.iloc[0]['mean AUROC']:.3f})")
@@ -175,6 +236,8 @@ def main() -> None:
     parser = benchmark_parser(__doc__, "demo_out/selection", DRAWS)
     parser.add_argument("--scores", type=int, choices=[0, 1], default=0,
                         help="1: also score every candidate score on every run and print the rule's choice")
+    parser.add_argument("--tables_dir", default=None,
+                        help="where the rule's CSVs (selection*.csv) are written (default: --work_dir)")
     args = parser.parse_args()
     names, models = checked_names(parser, args, DRAWS, MODELS)
     work_dir = Path(args.work_dir)
@@ -188,12 +251,14 @@ def main() -> None:
             draw.reconstruct(models)
     pd.set_option("display.width", 200)
     print(f"\ncommand: {' '.join(sys.argv)}  ({time.perf_counter() - started:.0f} s)")
+    tables_dir = Path(args.tables_dir) if args.tables_dir else work_dir
+    tables_dir.mkdir(parents=True, exist_ok=True)
     if args.scores:
-        choose_score(draws, work_dir)
+        choose_score(draws, tables_dir)
     print("\nevery model with its default score (the README's selection rows; seconds per draw):")
     present = [model for model in [*MODELS, *FUSED_MODELS] if any(draw.has(model) for draw in draws)]
     honest = print_table([honest_row(draws, model) for model in present])
-    honest.to_csv(work_dir / "selection_honest.csv", index=False, float_format="%.4f")
+    honest.to_csv(tables_dir / "selection_honest.csv", index=False, float_format="%.4f")
     if any(with_front_end(model) for model in present):
         print("\nfront ends over the diffusion runs made with both on every draw (default score):")
         ranked = front_end_ranking(honest)

@@ -62,14 +62,15 @@ def measure(output_dir: str, model_name: str, recording: str, flags: list[str]) 
     """Score ``recording`` with score.py's code in this process; its rates and this process's peak RSS."""
     # imported here, not at the top: only the measuring subprocess pays for torch
     import score
+    from src.cli import options_from
     from src.distributed import Dist
-    from src.field.scoring_stage import score_inputs
+    from src.field.scoring_stage import ScoringJob, score_inputs
 
     args = score.create_argparser().parse_args([f"--output_dir={output_dir}", f"--model_name={model_name}",
                                                 f"--input={recording}", *flags])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        score_inputs(args, Dist())
+        score_inputs(options_from(ScoringJob, args), Dist())
     found = SUMMARY.search(printed.getvalue())
     if found is None:
         raise SystemExit(f"no summary line in score.py's output:\n{printed.getvalue()}")

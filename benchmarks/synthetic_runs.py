@@ -217,7 +217,9 @@ def run_summary(runs: Path, model: str, label: str, benchmark: str, train_second
     from src.ood.ood_folder import OodFolder
     run = score_run(OodFolder(runs / model / "ood"), ScoreOptions(None, None))
     outs = {name: run.scores[name] for name in run.outs}
-    row = {"benchmark": benchmark, "model": label, "score": f"{run.options.score} on {','.join(run.options.metric)}",
+    snr = " snr-aware" if run.detector.snr_adjust is not None else ""
+    row = {"benchmark": benchmark, "model": label,
+           "score": f"{run.options.score}{snr} on {','.join(run.options.metric)}",
            "calls/signal": run.settings.get("model_evaluations_per_signal"),
            "train s": None if train_seconds is None else round(train_seconds),
            "reconstruct s": None if reconstruct_seconds is None else round(reconstruct_seconds)}

@@ -1,17 +1,21 @@
-"""What every script shares: flag types, the common flag groups, logging and the error boundary."""
+"""What every script shares: flag types, the common flag groups, the options of a stage built from the flags,
+logging and the error boundary."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from src.dsp import CARRIER_MODES
 from src.errors import UserError
 
 log = logging.getLogger("rfood")
+Options = TypeVar("Options")
 
 
 class Parser(argparse.ArgumentParser):
@@ -97,6 +101,21 @@ def add_carrier_arg(parser: argparse.ArgumentParser, from_config: bool = False) 
 def add_dist_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dist_backend", choices=["nccl", "gloo"], default=None,
                         help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on CPU)")
+
+
+def options_from(cls: type[Options], args: argparse.Namespace, **given) -> Options:
+    """The dataclass ``cls`` of a stage's options from parsed flags, field by field by name: a field that is itself
+    a dataclass is built from the same flags, one the flags lack keeps its default, and ``given`` wins."""
+    types = typing.get_type_hints(cls)
+    values = dict(given)
+    for field in dataclasses.fields(cls):
+        if field.name in given:
+            continue
+        if dataclasses.is_dataclass(types[field.name]):
+            values[field.name] = options_from(types[field.name], args)
+        elif hasattr(args, field.name):
+            values[field.name] = getattr(args, field.name)
+    return cls(**values)
 
 
 def setup_logging(log_file: Path | None = None, main_process: bool = True) -> None:

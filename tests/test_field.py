@@ -10,12 +10,13 @@ import sigmf
 
 import score
 from conftest import copy_tone_run, flag_count_bounds, run_cli, run_inline, tone_windows, write_processed
+from src.cli import options_from
 from src.data.prep import normalize_rms
 from src.data.streaming import open_recording
 from src.distributed import Dist
 from src.field.field_scoring import BAND_COLUMNS, FieldOptions, window_batches
 from src.field.localisation import strongest_band
-from src.field.scoring_stage import score_inputs
+from src.field.scoring_stage import ScoringJob, score_inputs
 from src.field.timeline import Timeline
 
 WINDOW, FPR, BATCH = 48, 0.05, 8
@@ -60,7 +61,7 @@ def score_in_process(run, *flags: str) -> None:
     """score.py's main without a new interpreter (same flags, same code path)."""
     args = score.create_argparser().parse_args([f"--output_dir={run['runs']}", "--model_name=tiny",
                                                 f"--batch_size={BATCH}", f"--fpr={FPR}", *flags])
-    score_inputs(args, Dist())
+    score_inputs(options_from(ScoringJob, args), Dist())
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +265,25 @@ def test_timeline_stays_bounded_and_keeps_flags_and_their_bands():
     assert columns["count"].sum() == n and columns["start"][0] == 0 and columns["stop"][-1] == 1000
     assert columns["flagged"].sum() >= 1 and np.nanmax(columns["center"]) == pytest.approx(0.038)
     assert columns["score"].max() == 1.0
+
+
+def test_snr_aware_scoring_reaches_raw_recordings(run, tmp_path, monkeypatch):
+    """score.py --snr_aware=1 on a raw recording: each streamed window's blind SNR estimate reaches the detector's
+    SNR adjustment (before, raw recordings carried none and were refused)."""
+    from src.ood.snr_adjust import SnrAdjust
+    seen = []
+    adjust = SnrAdjust.__call__
+
+    def recording(self, errors, snr):
+        seen.append(None if snr is None else np.asarray(snr))
+        return adjust(self, errors, snr)
+
+    monkeypatch.setattr(SnrAdjust, "__call__", recording)
+    np.save(tmp_path / "capture.npy", tone_stream(10 * WINDOW, seed=5))
+    score_in_process(run, f"--input={tmp_path / 'capture.npy'}", f"--out={tmp_path / 'capture.csv'}", "--localise=0",
+                     "--snr_aware=1")
+    table = pd.read_csv(tmp_path / "capture.csv")
+    assert len(table) == 10 and np.isfinite(table["score"]).all()
+    streamed = [snr for snr in seen if snr is not None and len(snr) in (BATCH, 10 - BATCH)]
+    assert sum(len(snr) for snr in streamed) == 10, seen  # every window of the recording went through it ...
+    assert all(np.isfinite(snr).all() for snr in streamed)  # ... with its estimate

@@ -11,9 +11,10 @@ import pytest
 
 import score
 from conftest import TINY_NET, flag_count_bounds, make_processed, run_ok, tone_windows, write_processed
+from src.cli import options_from
 from src.distributed import Dist
 from src.field.localisation import Band, in_recording_frequency
-from src.field.scoring_stage import score_inputs
+from src.field.scoring_stage import ScoringJob, score_inputs
 
 WINDOW, BATCH, N_WINDOWS = 48, 8, 48
 TONE = 0.3 / (2 * np.pi)  # the training tone of conftest's 'Tone' files, cycles/sample
@@ -57,7 +58,7 @@ def located(tmp_path_factory):
     records = Records()
     logging.getLogger("rfood").addHandler(records)
     try:
-        score_inputs(args, Dist())
+        score_inputs(options_from(ScoringJob, args), Dist())
     finally:
         logging.getLogger("rfood").removeHandler(records)
     return pd.read_csv(root / "capture.csv"), json.loads((runs / "tiny" / "config.json").read_text()), records.lines

@@ -5,8 +5,9 @@ Every set is a Dataset of ``{"signal": float32 [C, *spatial], "index": i}`` item
 kind is decided by ``--spatial_dimension``: 1 reads processed h5 files, 2 and 3 read CSV split
 files in the research code's layout (:mod:`src.data.images`). As in the research code, an out-set
 entry ending in ``_vflip`` or ``_hflip`` (``.../Digits04_test.csv_vflip``) is that CSV's images
-flipped. Here too: the data flags (:func:`add_data_args`) and what config.json records of the data
-(:func:`data_section`), which later stages read back (:func:`options_for_run`).
+flipped. Here too: the data flags (:func:`add_data_args`; as given: :class:`DataFlags`) and what
+config.json records of the data (:func:`data_section`), which later stages read back
+(:func:`options_for_run`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def add_data_args(parser: argparse.ArgumentParser, from_config: bool = False) ->
 
 
 @dataclass(frozen=True)
+class DataFlags:
+    """The data flags as given (:func:`add_data_args`); None: not given, so the default for a new run and what the
+    run was trained with for a later stage."""
+
+    spatial_dimension: int | None = None
+    is_grayscale: bool | None = None
+    image_roi: list[int] | None = None
+    image_size: int | None = None
+    carrier_recovery: str | None = None
+
+
+@dataclass(frozen=True)
 class DataOptions:
     """How files become model inputs (the data flags of every stage)."""
 
@@ -53,11 +66,12 @@ class DataOptions:
     carrier_evidence: tuple[tuple[int, float, float], ...] = ()
 
     @classmethod
-    def from_args(cls, args) -> DataOptions:
-        roi = getattr(args, "image_roi", None)
-        mode = getattr(args, "carrier_recovery", None) or "off"
-        return cls(getattr(args, "spatial_dimension", 1), bool(getattr(args, "is_grayscale", False)),
-                   None if roi is None else tuple(roi), getattr(args, "image_size", None), mode, fixed_order(mode))
+    def from_flags(cls, flags: DataFlags) -> DataOptions:
+        """The options a training script's data flags ask for (a flag not given: its default)."""
+        mode = flags.carrier_recovery or "off"
+        return cls(1 if flags.spatial_dimension is None else flags.spatial_dimension, bool(flags.is_grayscale),
+                   None if flags.image_roi is None else tuple(flags.image_roi), flags.image_size, mode,
+                   fixed_order(mode))
 
     @classmethod
     def from_config(cls, data: dict) -> DataOptions:
@@ -156,20 +170,20 @@ def set_name(path: str | Path, spatial_dims: int) -> str:
     return split_name(text[:len(text) - len(flip)]) + flip
 
 
-def options_for_run(data: dict, args) -> DataOptions:
+def options_for_run(data: dict, flags: DataFlags) -> DataOptions:
     """The data options a run was trained with; flags given to a later stage must agree with them."""
     trained = DataOptions.from_config(data)
-    given = {"spatial_dimension": ("spatial_dims", getattr(args, "spatial_dimension", None)),
-             "is_grayscale": ("is_grayscale", getattr(args, "is_grayscale", None)),
-             "image_roi": ("image_roi", getattr(args, "image_roi", None)),
-             "image_size": ("image_size", getattr(args, "image_size", None))}
+    given = {"spatial_dimension": ("spatial_dims", flags.spatial_dimension),
+             "is_grayscale": ("is_grayscale", flags.is_grayscale),
+             "image_roi": ("image_roi", flags.image_roi),
+             "image_size": ("image_size", flags.image_size)}
     clashes = [f"--{flag}={value}" + f" (trained with {getattr(trained, field)})"
                for flag, (field, value) in given.items()
                if value is not None and _normal(value) != _normal(getattr(trained, field))]
     if clashes:
         raise UserError(f"{', '.join(clashes)}: the run was trained on other data; drop these flags or use a run "
                         "trained with them")
-    check_carrier(getattr(args, "carrier_recovery", None), trained)
+    check_carrier(flags.carrier_recovery, trained)
     return trained
 
 

@@ -8,6 +8,7 @@ above 1 make every t less noisy).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 from monai.networks.schedulers import DDPMScheduler, NoiseSchedules, PNDMScheduler
@@ -30,20 +31,38 @@ def _snr_shifted(num_train_timesteps: int, base: str, snr_shift: float, **base_a
     return 1.0 - alphas, alphas, shifted_cumprod
 
 
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """The noise-schedule flags (:func:`add_scheduler_args`): the defaults are training's; a later stage's None
+    leaves one as the run's config.json (:data:`FROM_CONFIG`)."""
+
+    beta_schedule: str | None = "scaled_linear_beta"
+    beta_start: float | None = 0.0015
+    beta_end: float | None = 0.0195
+    prediction_type: str | None = "epsilon"
+    b_scale: float | None = 1.0
+    snr_shift: float | None = 1.0
+
+
+FROM_CONFIG = NoiseSchedule(*(None,) * len(SCHEDULE_KEYS))
+
+
 def add_scheduler_args(parser: argparse.ArgumentParser, training: bool) -> None:
     """Noise-schedule flags. Training sets them; later stages default to None = "from config.json"."""
-    def option(name, help_text, value, **kwargs):
+    defaults = NoiseSchedule()
+
+    def option(name, help_text, **kwargs):
+        value = getattr(defaults, name.removeprefix("--"))
         suffix = f" (default: {value})" if training else " (default: from the run's config.json)"
         parser.add_argument(name, default=value if training else None, help=help_text + suffix, **kwargs)
 
-    option("--beta_schedule", "MONAI noise schedule", "scaled_linear_beta",
-           choices=["linear_beta", "scaled_linear_beta"])
-    option("--beta_start", "first beta", 0.0015, type=float)
-    option("--beta_end", "last beta", 0.0195, type=float)
-    option("--prediction_type", "what the network predicts", "epsilon", choices=["epsilon", "v_prediction"])
-    option("--b_scale", "signals are multiplied by this before noising and divided after", 1.0, type=float)
+    option("--beta_schedule", "MONAI noise schedule", choices=["linear_beta", "scaled_linear_beta"])
+    option("--beta_start", "first beta", type=float)
+    option("--beta_end", "last beta", type=float)
+    option("--prediction_type", "what the network predicts", choices=["epsilon", "v_prediction"])
+    option("--b_scale", "signals are multiplied by this before noising and divided after", type=float)
     option("--snr_shift", "multiply the schedule's signal-to-noise ratio at every t by this, as the research code "
-           "does (1 = no shift; > 1: less noise at every t)", 1.0, type=float)
+           "does (1 = no shift; > 1: less noise at every t)", type=float)
 
 
 def scheduler_config(beta_schedule: str, beta_start: float, beta_end: float, prediction_type: str,

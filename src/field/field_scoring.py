@@ -242,14 +242,15 @@ class Scorer:
             signals = self.reconstructor.reconstructions(x0, indices)
             errors = reconstruction_errors(x0, signals)
             differences = spectral_difference(x0, signals).float().cpu().numpy()
+        snr_est = blind_snr_db(x0).cpu().numpy()  # each window's blind SNR: a column, and --snr_aware's input
         frame = results_frame(ids, "score", stem, self.reconstructor.starts,
-                              {key: value.float().cpu().numpy() for key, value in errors.items()})
+                              {key: value.float().cpu().numpy() for key, value in errors.items()}, snr_est_db=snr_est)
         scores = self.detector.score_frame(as_written(frame), f"input {stem}").reindex(ids).to_numpy()
         bands = None if differences is None else in_recording_frequency(window_bands(
             self.baseline, differences, list(self.reconstructor.starts), self.detector.ts, self.band_z),
             batch.carrier_offsets)
         psd = welch_psd(torch.from_numpy(as_iq(batch.raw))).numpy() if self.with_psd else None
-        return BatchResult(batch.indices, batch.offsets, scores, bands, psd, blind_snr_db(x0).cpu().numpy())
+        return BatchResult(batch.indices, batch.offsets, scores, bands, psd, snr_est)
 
 
 def scored_rounds(batches: Iterator[Batch], scorer: Scorer, stem: str, dist: Dist) -> Iterator[BatchResult]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,8 @@ import pandas as pd
 from src.cli import setup_logging
 from src.data.datasets import SignalDataset
 from src.data.recordings import NPY_SUFFIX, SIGMF_META_SUFFIX, RecordingTooShort, is_raw_h5
-from src.data.sources import options_for_run
-from src.data.streaming import open_recording
+from src.data.sources import DataFlags, options_for_run
+from src.data.streaming import DEFAULT_CHUNK_WINDOWS, open_recording
 from src.diffusion.engine import MODES
 from src.distributed import Dist, on_main
 from src.errors import UserError
@@ -46,8 +46,8 @@ from src.field.field_scoring import (
     row_writer,
     score_recording,
 )
-from src.field.localisation import SpectralBaseline, val_differences
-from src.ood.decisions import Decider, fit_decider, integrate
+from src.field.localisation import BAND_Z, SpectralBaseline, val_differences
+from src.ood.decisions import SNR_BAND_DB, Decider, fit_decider, integrate
 from src.ood.detector import Detector, ScoreOptions
 from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, as_written, read_results, write_table
 from src.ood.reconstructors import build_reconstructor, reconstruct_set, scoring_precision
@@ -56,6 +56,40 @@ from src.run import Run
 log = logging.getLogger("rfood")
 CROSSFIT_FOLDS = 5
 INPUT_KINDS = "--input takes processed h5, *_raw_data.h5, .sigmf-meta or .npy files"
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """score.py's options: the run, the inputs (processed h5, raw h5, SigMF or npy files) and where their scores
+    go, the target rate, how raw recordings are windowed, localised and plotted, and how windows are
+    reconstructed and scored (None in ``scoring``, ``precision``, ``carrier_recovery``: as the run)."""
+
+    output_dir: str
+    model_name: str
+    input: list[str]
+    fpr: float = 0.05
+    pfa: float | None = None  # instead of fpr: a threshold per snr_band dB band of estimated SNR
+    snr_band: float = SNR_BAND_DB
+    integrate: int = 1  # also decide over this many consecutive windows
+    annotate: bool = False  # SigMF inputs: write the flagged segments as annotations beside the CSV
+    out: str | None = None  # one CSV for all inputs; None: <run>/ood/scores_<input stem>.csv each
+    normalize: str = "rms"
+    first_n: int | None = None  # only the first N windows of each input
+    carrier_recovery: str | None = None
+    hop: int | None = None  # None: the window length
+    chunk_windows: int = DEFAULT_CHUNK_WINDOWS
+    sample_rate: float | None = None  # where a recording records none
+    units: str = "auto"
+    localise: bool = True
+    band_z: float = BAND_Z
+    val_h5file: str | None = None  # for localisation; None: the run's config.json data.validation_h5file
+    plot: bool = False
+    precision: str | None = None
+    scoring: ScoreOptions = field(default_factory=lambda: ScoreOptions(None, None))
+    max_chains: int | None = None
+    batch_size: int = 32
+    num_workers: int = 0
+    cache_data: bool = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,12 +118,12 @@ def detector_threshold(detector: Detector, fpr: float) -> tuple[float, float, in
     return threshold, achieved, len(val_scores)
 
 
-def decide(detector: Detector, val: pd.DataFrame, args) -> tuple[Decider, str, int]:
+def decide(detector: Detector, val: pd.DataFrame, job: ScoringJob) -> tuple[Decider, str, int]:
     """score.py's decisions from the cross-fitted val scores: the pooled threshold at --fpr (as
     :func:`detector_threshold`) or one per SNR band at --pfa, and with --integrate K the integrated one
     (:mod:`src.ood.decisions`). Also the summary's threshold text and the number of val windows."""
-    per_band = getattr(args, "pfa", None) is not None
-    target = args.pfa if per_band else args.fpr
+    per_band = job.pfa is not None
+    target = job.pfa if per_band else job.fpr
     crossfit = detector.crossfit_val_scores(folds=CROSSFIT_FOLDS, seed=0)
     threshold, achieved = val_threshold(crossfit.to_numpy(), target)
     val_snr = None
@@ -99,11 +133,10 @@ def decide(detector: Detector, val: pd.DataFrame, args) -> tuple[Decider, str, i
                             f"results_val.csv has no {SNR_EST_COLUMN} column (written before it existed); re-run "
                             "reconstruct.py --run_val=1 --overwrite=1, or use --fpr")
         val_snr = val.groupby("filename")[SNR_EST_COLUMN].first()
-    k = getattr(args, "integrate", 1)
-    decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band,
-                                         getattr(args, "snr_band", 5.0), k)
+    k = job.integrate
+    decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band, job.snr_band, k)
     tail = (f"{decider.bands.describe()}, val FPR {band_achieved:.4f}" if per_band else
-            f"threshold {threshold:.6g}, target FPR {args.fpr:g}, val FPR {achieved:.4f}")
+            f"threshold {threshold:.6g}, target FPR {job.fpr:g}, val FPR {achieved:.4f}")
     if k > 1:
         tail += f"; over {k} windows: " + (decider.int_bands.describe() if decider.int_bands is not None else
                                            f"threshold {decider.int_threshold:.6g}")
@@ -176,21 +209,21 @@ def inspect_raw(path: Path, options: FieldOptions, localise: bool) -> RawInput:
     return RawInput(path, n_windows, clock, unit, output_columns(clock, unit, options.integrate))
 
 
-def read_input(path: Path, signal_length: int, args, options: FieldOptions, localise: bool):
+def read_input(path: Path, signal_length: int, job: ScoringJob, options: FieldOptions, localise: bool):
     """One --input: a processed h5 as a :class:`SignalDataset`, or a raw recording as a :class:`RawInput`."""
     if path.name.endswith(".sigmf-data"):
         raise UserError(f"{path}: pass the recording's .sigmf-meta file, not its .sigmf-data")
     if not path.is_file():
         raise UserError(f"input not found: {path}")
-    if getattr(args, "annotate", False) and not path.name.endswith(SIGMF_META_SUFFIX):
+    if job.annotate and not path.name.endswith(SIGMF_META_SUFFIX):
         raise UserError(f"--annotate=1 writes SigMF annotations of SigMF recordings, but {path} is not a "
                         f"{SIGMF_META_SUFFIX} file; drop --annotate or score it separately")
     if path.name.endswith((SIGMF_META_SUFFIX, NPY_SUFFIX)) or is_raw_h5(path, INPUT_KINDS):
         return inspect_raw(path, options, localise)
-    if args.hop is not None:
+    if job.hop is not None:
         raise UserError(f"--hop applies to raw recordings, but {path} is a processed h5 of fixed windows; "
                         "drop --hop or pass the raw recording")
-    dataset = SignalDataset(path, args.first_n, args.cache_data, options.carrier_order)
+    dataset = SignalDataset(path, job.first_n, job.cache_data, options.carrier_order)
     if dataset.signal_length != signal_length:
         raise UserError(f"{path} holds windows of {dataset.signal_length} samples but the run was trained on "
                         f"{signal_length}; prepare it with --trim_length={signal_length} or pass the raw "
@@ -198,13 +231,13 @@ def read_input(path: Path, signal_length: int, args, options: FieldOptions, loca
     return dataset
 
 
-def check_annotation_targets(args, paths: list[Path], folder: OodFolder) -> None:
+def check_annotation_targets(job: ScoringJob, paths: list[Path], folder: OodFolder) -> None:
     """--annotate writes ``<csv stem>.sigmf-meta`` beside the CSV: refuse a name that is one of the inputs."""
-    if not getattr(args, "annotate", False):
+    if not job.annotate:
         return
-    several = args.out is not None and len(paths) > 1
+    several = job.out is not None and len(paths) > 1
     for path in paths:
-        target = annotation_path(Path(args.out) if args.out else folder.scores_file(path.stem), path, several)
+        target = annotation_path(Path(job.out) if job.out else folder.scores_file(path.stem), path, several)
         if target.resolve() == path.resolve():
             raise UserError(f"--annotate would write its annotations onto the input {path}; give --out another name "
                             "or folder")
@@ -258,24 +291,24 @@ def write_scores(table: pd.DataFrame, path: Path) -> None:
     write_table(table, path, index=False)
 
 
-def field_options(args, signal_length: int, carrier_order: int) -> FieldOptions:
-    """The raw-recording flags of score.py; windows are the run's signal length, --hop apart, with the run's
+def field_options(job: ScoringJob, signal_length: int, carrier_order: int) -> FieldOptions:
+    """How score.py reads raw recordings; windows are the run's signal length, --hop apart, with the run's
     carrier recovery."""
-    return FieldOptions(window=signal_length, hop=args.hop or signal_length, chunk_windows=args.chunk_windows,
-                        batch_size=args.batch_size, normalize=args.normalize, first_n=args.first_n,
-                        units=args.units, sample_rate=args.sample_rate, band_z=args.band_z, plot=args.plot,
-                        carrier_order=carrier_order, integrate=getattr(args, "integrate", 1))
+    return FieldOptions(window=signal_length, hop=job.hop or signal_length, chunk_windows=job.chunk_windows,
+                        batch_size=job.batch_size, normalize=job.normalize, first_n=job.first_n,
+                        units=job.units, sample_rate=job.sample_rate, band_z=job.band_z, plot=job.plot,
+                        carrier_order=carrier_order, integrate=job.integrate)
 
 
-def spectral_baseline(args, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame, reconstructor,
-                      detector: Detector, dist: Dist, carrier_order: int = 0) -> SpectralBaseline:
+def spectral_baseline(job: ScoringJob, config: dict, folder: OodFolder, settings: dict, val: pd.DataFrame,
+                      reconstructor, detector: Detector, dist: Dist, carrier_order: int = 0) -> SpectralBaseline:
     """Per-bin val statistics for localising bands (:mod:`src.field.localisation`), rebuilt once and cached."""
-    val_path = args.val_h5file or config.get("data", {}).get("validation_h5file")
+    val_path = job.val_h5file or config.get("data", {}).get("validation_h5file")
     if val_path is None:
         raise UserError(f"{folder.path.parent / 'config.json'} names no validation file; pass --val_h5file=<the file "
                         "reconstruct.py got as --validation_h5file>, or --localise=0")
     differences = on_main(dist, val_differences, folder, reconstructor, settings, val, Path(val_path),
-                          args.batch_size, dist.device, carrier_order)
+                          job.batch_size, dist.device, carrier_order)
     return SpectralBaseline.fit(differences, list(reconstructor.starts), detector.ts)
 
 
@@ -317,9 +350,10 @@ def stream_input(item: RawInput, scorer: Scorer, options: FieldOptions, target: 
     return done
 
 
-def score_processed(dataset: SignalDataset, scorer: Scorer, args, target: Path, shared_write, dist: Dist):
+def score_processed(dataset: SignalDataset, scorer: Scorer, job: ScoringJob, target: Path, shared_write,
+                    dist: Dist):
     """Score a processed h5 as reconstruct.py reads it (one row per window: filename, score, threshold, ood)."""
-    frame = reconstruct_set(scorer.reconstructor, dataset, "score", args.batch_size, dist, args.num_workers)
+    frame = reconstruct_set(scorer.reconstructor, dataset, "score", job.batch_size, dist, job.num_workers)
     if not dist.is_main:
         return None
     snr = frame.groupby("filename")[SNR_EST_COLUMN].first() if SNR_EST_COLUMN in frame.columns else None
@@ -332,27 +366,26 @@ def score_processed(dataset: SignalDataset, scorer: Scorer, args, target: Path, 
     return table
 
 
-def score_all(args, inputs: list, scorer: Scorer, options: FieldOptions, folder: OodFolder, dist: Dist,
+def score_all(job: ScoringJob, inputs: list, scorer: Scorer, options: FieldOptions, folder: OodFolder, dist: Dist,
               tail: str) -> list[str]:
     """Score every input (rows to --out or to scores_<stem>.csv each); the summary line of each."""
-    shared = Path(args.out) if args.out else None
+    shared = Path(job.out) if job.out else None
     several = shared is not None and len(inputs) > 1
-    k = getattr(args, "integrate", 1)
+    k = job.integrate
     columns = merged_columns([item.columns if isinstance(item, RawInput) else processed_columns(k) for item in inputs])
     summaries = []
     with (row_writer(shared, columns) if shared and dist.is_main else contextlib.nullcontext()) as shared_write:
         for item in inputs:
             target = shared or folder.scores_file(item.path.stem)
             if isinstance(item, RawInput):
-                done = stream_input(item, scorer, options, target, shared_write, dist, several,
-                                    bool(getattr(args, "annotate", False)))
+                done = stream_input(item, scorer, options, target, shared_write, dist, several, bool(job.annotate))
                 groups = f"; {done.flagged_groups} of {done.groups} groups of {k} flagged" if k > 1 else ""
                 summaries.append(f"{item.path.name}: {done.windows} windows of {options.window} samples every "
                                  f"{options.hop}, {done.flagged} flagged "
                                  f"({done.flagged / done.windows:.1%}){groups} at "
                                  f"{done.rates()}; {tail} -> {target}")
                 continue
-            table = score_processed(item, scorer, args, target, shared_write, dist)
+            table = score_processed(item, scorer, job, target, shared_write, dist)
             if table is not None:
                 flagged = int(table["ood"].sum())
                 groups = (f"; {int((table[INTEGRATED_COLUMNS[2]] == 1).sum())} of "
@@ -362,27 +395,27 @@ def score_all(args, inputs: list, scorer: Scorer, options: FieldOptions, folder:
     return summaries
 
 
-def score_inputs(args, dist: Dist) -> None:
-    """The whole of score.py for parsed flags ``args``, under torchrun or not."""
+def score_inputs(job: ScoringJob, dist: Dist) -> None:
+    """The whole of score.py, under torchrun or not."""
     setup_logging(main_process=dist.is_main)
-    run = Run(args.output_dir, args.model_name)
+    run = Run(job.output_dir, job.model_name)
     folder = OodFolder(run.ood_dir)
     config = run.load_config()
     settings = val_settings(folder, config)
     val = load_val(run, folder, settings)
-    detector = ScoreOptions.from_args(args).for_run(settings).fit(val)
-    decider, tail, n_val = decide(detector, val, args)
+    detector = job.scoring.for_run(settings).fit(val)
+    decider, tail, n_val = decide(detector, val, job)
     threshold = decider.threshold
     signal_length = int(config["data"]["signal_length"])
-    paths = [Path(path) for path in args.input]
+    paths = [Path(path) for path in job.input]
     check_stems(paths)
-    if args.out is not None and Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} is a folder; give the path of the CSV file to write")
-    data = options_for_run(config.get("data", {}), args)
-    options = field_options(args, signal_length, data.carrier_order)
-    localise = bool(args.localise) and config.get("kind") != "features"
-    inputs = [read_input(path, signal_length, args, options, localise) for path in paths]
-    check_annotation_targets(args, paths, folder)
+    if job.out is not None and Path(job.out).is_dir():
+        raise UserError(f"--out {job.out} is a folder; give the path of the CSV file to write")
+    data = options_for_run(config.get("data", {}), DataFlags(carrier_recovery=job.carrier_recovery))
+    options = field_options(job, signal_length, data.carrier_order)
+    localise = bool(job.localise) and config.get("kind") != "features"
+    inputs = [read_input(path, signal_length, job, options, localise) for path in paths]
+    check_annotation_targets(job, paths, folder)
     if options.integrate > 1 and options.hop != signal_length and any(isinstance(item, RawInput) for item in inputs):
         log.warning("--integrate %d with --hop %d: the integrated threshold is set on adjacent val windows; "
                     "overlapping or skipping windows changes how much a group holds, so its false-alarm rate "
@@ -391,9 +424,9 @@ def score_inputs(args, dist: Dist) -> None:
 
     reconstructor = build_reconstructor(run, config, settings.get("num_inference_steps", 1),
                                         settings.get("inference_skip_factor", 1), settings["seed"], dist.device,
-                                        settings["mode"], args.max_chains,
+                                        settings["mode"], job.max_chains,
                                         plms_history=settings.get("plms_history", "reset"),
-                                        precision=on_main(dist, scoring_precision, args.precision, settings,
+                                        precision=on_main(dist, scoring_precision, job.precision, settings,
                                                           dist.device))
     if list(reconstructor.starts) != list(settings["start_points"]):
         raise UserError(f"rebuilding the val reconstruction of {run.path} gives start points "
@@ -402,12 +435,12 @@ def score_inputs(args, dist: Dist) -> None:
              "%d cross-fitted val scores", settings["mode"], len(reconstructor.starts), settings["seed"], dist.device,
              detector.score, ",".join(detector.metrics), detector.ts, threshold, n_val)
     streaming = any(isinstance(item, RawInput) for item in inputs)
-    baseline = (spectral_baseline(args, config, folder, settings, val, reconstructor, detector, dist,
+    baseline = (spectral_baseline(job, config, folder, settings, val, reconstructor, detector, dist,
                                   data.carrier_order)
                 if localise and streaming else None)
-    scorer = Scorer(reconstructor, detector, threshold, baseline, args.band_z, dist.device, with_psd=args.plot,
+    scorer = Scorer(reconstructor, detector, threshold, baseline, job.band_z, dist.device, with_psd=job.plot,
                     decider=decider)
-    summaries = score_all(args, inputs, scorer, options, folder, dist, tail)
+    summaries = score_all(job, inputs, scorer, options, folder, dist, tail)
     if not dist.is_main:
         return
     print(f"{run.name}: score {detector.score} on {','.join(detector.metrics)}, {len(detector.ts)} start points "

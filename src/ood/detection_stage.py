@@ -11,7 +11,7 @@ ends in ``_k<K>``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -103,7 +103,8 @@ def method_line(model_name: str, settings: dict, detector: Detector) -> str:
     points = f"{len(ts)} start points (t = {ts[0]}..{ts[-1]}" if len(ts) > 1 else f"1 start point (t = {ts[0]}"
     return (f"{model_name}: {settings.get('mode', '?')}, {points}{dropped}), "
             f"{settings.get('model_evaluations_per_signal', '?')} network calls per signal; "
-            f"score {detector.score} on {','.join(detector.metrics)}")
+            f"score {detector.score} on {','.join(detector.metrics)}"
+            + (f"; {detector.snr_adjust.describe()}" if detector.snr_adjust is not None else ""))
 
 
 @dataclass
@@ -153,7 +154,8 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
         f"; decisions over {integrate} consecutive windows of a frame (mean score)" if integrate > 1 else "")
     write_table(table, folder.metrics_file(suffix), index_label="dataset", float_format="%.4f")
     snr = per_snr(folder, suffix, scores, snrs, out_names, snr_bin)
-    save_json({"model_name": model_name, "metrics": options.metric, "score": options.score, "t_used": detector.ts,
+    save_json({"model_name": model_name, "metrics": options.metric, "score": options.score,
+               "snr_aware": detector.snr_adjust is not None, "t_used": detector.ts,
                "t_dropped_by_auto_t": detector.auto_dropped, "integrate": integrate, "reconstruction": settings,
                "auroc": table["AUROC"].to_dict()}, folder.auroc_file(suffix))
     if report:
@@ -188,33 +190,59 @@ def fused_run(output_dir: str, model_name: str, partner: str, options: ScoreOpti
     return RunResult(table, method, runs[0].options, None)
 
 
-def detect(output_dir: str, model_names: list[str], options: ScoreOptions, n_bootstrap: int = 1000, seed: int = 0,
-           report: bool = True, snr_bin: float = SNR_BIN_DB, integrate: int = 1, fuse_with: str | None = None) -> str:
+@dataclass(frozen=True)
+class DetectionJob:
+    """ood_detection.py's options: the runs in ``output_dir``, how they are scored (None in ``scoring``: each
+    run's default), the bootstrap, the report, the SNR bins, decisions over ``integrate`` windows and the run
+    ``fuse_with`` each is fused with (None: none)."""
+
+    output_dir: str
+    model_names: list[str]
+    scoring: ScoreOptions = field(default_factory=lambda: ScoreOptions(None, None))
+    n_bootstrap: int = 1000
+    seed: int = 0  # of the bootstrap
+    report: bool = True
+    snr_bin: float = SNR_BIN_DB
+    integrate: int = 1
+    fuse_with: str | None = None
+
+
+def detect(job: DetectionJob) -> str:
     """Evaluate every run (and, with ``fuse_with``, each fused with that run); write the comparison table for
     several; return the text ood_detection.py prints."""
-    if fuse_with is not None and integrate > 1:
+    if job.fuse_with is not None and job.integrate > 1:
         raise UserError("--fuse_with scores single windows; drop --integrate or --fuse_with")
-    results = {name: evaluate_run(output_dir, name, options, n_bootstrap, seed, report, snr_bin, integrate)
-               for name in model_names}
-    if fuse_with is not None:
-        results.update({f"{name}+{fuse_with}": fused_run(output_dir, name, fuse_with, options, n_bootstrap, seed)
-                        for name in model_names if name != fuse_with})
+    results = run_results(job)
     aurocs = pd.DataFrame({name: result.table["AUROC"] for name, result in results.items()})
     suffixes = {result.options.suffix for result in results.values()}
-    suffix = (suffixes.pop() if len(suffixes) == 1 else "defaults") + (f"_k{integrate}" if integrate > 1 else "")
+    suffix = (suffixes.pop() if len(suffixes) == 1 else "defaults") + (
+        f"_k{job.integrate}" if job.integrate > 1 else "")
     if len(results) > 1:
-        comparison = Path(output_dir) / f"ood_comparison_{suffix}.csv"
+        comparison = Path(job.output_dir) / f"ood_comparison_{suffix}.csv"
         write_table(aurocs, comparison, index_label="dataset", float_format="%.4f")
         log.info("wrote %s", comparison)
     scores = sorted({result.options.score for result in results.values()})
     lines = ["AUROC (in = 0, out = 1; " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in scores) + ")",
              *(f"  {result.method}" for result in results.values()), format_table(aurocs)]
     for model_name, result in results.items():
-        lines += ["", f"{model_name}: AUROC with bootstrap 95% interval ({n_bootstrap} resamples of frames, the "
-                  "independent units; of images for image data), AUPR, FPR@95TPR", format_table(result.table)]
+        lines += ["", f"{model_name}: AUROC with bootstrap 95% interval ({job.n_bootstrap} resamples of frames, "
+                  "the independent units; of images for image data), AUPR, FPR@95TPR", format_table(result.table)]
         if result.snr is not None:
-            lines += snr_lines(model_name, result.snr, snr_bin)
+            lines += snr_lines(model_name, result.snr, job.snr_bin)
     return "\n".join(lines)
+
+
+def run_results(job: DetectionJob) -> dict[str, RunResult]:
+    """Each run's result (:func:`evaluate_run`), and with ``fuse_with`` each run fused with that run."""
+    results = {name: evaluate_run(job.output_dir, name, job.scoring, job.n_bootstrap, job.seed,
+                                  job.report, job.snr_bin, job.integrate)
+               for name in job.model_names}
+    partner = job.fuse_with
+    if partner is not None:
+        results.update({f"{name}+{partner}": fused_run(job.output_dir, name, partner, job.scoring,
+                                                       job.n_bootstrap, job.seed)
+                        for name in job.model_names if name != partner})
+    return results
 
 
 def snr_lines(model_name: str, table: pd.DataFrame, width: float) -> list[str]:

@@ -7,20 +7,29 @@ features only (no OOD labels, no test data) and scores any set. The paper's meth
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from src.errors import UserError
-from src.ood.ood_folder import METRICS, signal_units
+from src.ood.ood_folder import FEATURE_COLUMN, METRICS, signal_units
 from src.ood.score_functions import fit_score
+from src.ood.snr_adjust import SnrAdjust, window_snrs
+
+log = logging.getLogger("rfood")
 
 # Chosen by benchmarks/bench_selection.py on synthetic draws that share nothing with the reported data
 # (docs/benchmarks.md, "The default score at 256 windows"): the best mean AUROC over draws A-D (256 windows
 # per set) and every diffusion run made on all of them (UNet and LDM, one-step, front end off and auto).
 DEFAULT_SCORE = "bands"
 DEFAULT_METRICS = ["mse", "mae", "env", "lsd"]
+# --snr_aware's default (src.ood.snr_adjust): put to the same rule, SNR-aware `bands` came first (0.870 against 0.869,
+# worst family 0.510 against 0.506; docs/benchmarks.md). It applies where the windows' SNR estimates exist (results
+# written before snr_est_db: estimated from the set's h5 file where it is found, else scored as before), never to the
+# feature baseline's distance.
+DEFAULT_SNR_AWARE = True
 # The feature baseline records one distance per window: larger = further from the training windows,
 # so the one-sided zmean is its natural score (a two-sided one would also flag unusually typical windows).
 FEATURE_DEFAULTS = ("zmean", ["feat"])
@@ -88,18 +97,23 @@ class Detector:
     scorer: object
     val_features: pd.DataFrame
     val_units: pd.Series | None = None  # each val signal's frame: held out together in cross-fitting
+    snr_adjust: SnrAdjust | None = None  # --snr_aware: errors moved to val's mean SNR first (src.ood.snr_adjust)
 
-    def __call__(self, features: pd.DataFrame) -> pd.Series:
-        """Scores of errors [signal, (metric, t)]; a diverged (non-finite) reconstruction scores the maximum."""
+    def __call__(self, features: pd.DataFrame, snr: np.ndarray | None = None) -> pd.Series:
+        """Scores of errors [signal, (metric, t)] (SNR-aware: with each signal's SNR estimate ``snr``); a diverged
+        (non-finite) reconstruction scores the maximum."""
         errors = features.to_numpy()
         finite = np.isfinite(errors)
-        values = self.scorer(np.where(finite, errors, 0.0))
+        errors = np.where(finite, errors, 0.0)
+        values = self.scorer(errors if self.snr_adjust is None else self.snr_adjust(errors, snr))
         values[~finite.all(axis=1)] = np.finfo(np.float64).max
         return pd.Series(values, index=features.index)
 
     def score_frame(self, frame: pd.DataFrame, where: str) -> pd.Series:
         """Scores of a results frame (rows per (signal, t), as reconstruct.py writes)."""
-        return self(feature_table(frame, self.metrics, self.ts, where)).rename(where)
+        features = feature_table(frame, self.metrics, self.ts, where)
+        snr = None if self.snr_adjust is None else window_snrs(frame, where).reindex(features.index).to_numpy()
+        return self(features, snr).rename(where)
 
     def crossfit_val_scores(self, folds: int = 5, seed: int = 0) -> pd.Series:
         """Out-of-sample val scores: each fold scored by the score fitted on the other folds.
@@ -120,8 +134,10 @@ class Detector:
         groups = metric_groups(self.val_features, self.metrics)
         for fold in np.unique(fold_of):
             held_out = fold_of == fold
-            scorer = fit_score(self.score, self.val_features.to_numpy()[~held_out], groups)
-            values[held_out] = scorer(self.val_features.to_numpy()[held_out])
+            fitting, scored = self.val_features.to_numpy()[~held_out], self.val_features.to_numpy()[held_out]
+            if self.snr_adjust is not None:  # its lines refitted on the other folds too
+                fitting, scored = self.snr_adjust.split(self.val_features.to_numpy(), ~held_out)
+            values[held_out] = fit_score(self.score, fitting, groups)(scored)
         return pd.Series(values, index=self.val_features.index, name="val")
 
 
@@ -130,8 +146,11 @@ def metric_groups(features: pd.DataFrame, metrics: list[str]) -> np.ndarray:
 
 
 def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_METRICS), score: str = DEFAULT_SCORE,
-                 min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False) -> Detector:
-    """Fit ``score`` on the val results alone (``metrics`` at the kept t, optionally --auto_t)."""
+                 min_t: int = 0, max_t: int = 1000, t_skip: int = 1, auto_t: bool = False,
+                 snr_aware: bool | None = None) -> Detector:
+    """Fit ``score`` on the val results alone (``metrics`` at the kept t, optionally --auto_t; ``snr_aware``: on
+    errors moved to val's mean SNR, :mod:`src.ood.snr_adjust`; None: :data:`DEFAULT_SNR_AWARE` where val's SNR
+    estimates are found, not for the feature baseline)."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     ts = kept_t(list(error_table(val, metrics[0], "val").columns), min_t, max_t, t_skip)
     dropped = []
@@ -140,8 +159,19 @@ def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_MET
     features = feature_table(val, metrics, ts, "val")
     if len(features) < 2:
         raise UserError("the val results hold fewer than 2 signals; fitting a score needs more")
-    scorer = fit_score(score, features.to_numpy(), metric_groups(features, metrics))
-    return Detector(score, metrics, ts, dropped, scorer, features, signal_units(val))
+    errors, adjust, snrs = features.to_numpy(), None, None
+    if snr_aware or (snr_aware is None and DEFAULT_SNR_AWARE and FEATURE_COLUMN not in metrics):
+        try:
+            snrs = window_snrs(val, "val")
+        except UserError as err:
+            if snr_aware:
+                raise
+            log.info("scored without SNR awareness (its default): %s", err)
+    if snrs is not None:
+        adjust = SnrAdjust.fit(errors, snrs.reindex(features.index).to_numpy())
+        errors = adjust(errors, adjust.val_snr)
+    scorer = fit_score(score, errors, metric_groups(features, metrics))
+    return Detector(score, metrics, ts, dropped, scorer, features, signal_units(val), adjust)
 
 
 @dataclass
@@ -149,7 +179,8 @@ class ScoreOptions:
     """Which score, metrics and start points (the flags of :func:`src.ood.flags.add_score_args`).
 
     ``score`` or ``metric`` None means the run's default: :data:`DEFAULT_SCORE` on
-    :data:`DEFAULT_METRICS`, or :data:`FEATURE_DEFAULTS` for a feature-baseline run.
+    :data:`DEFAULT_METRICS`, or :data:`FEATURE_DEFAULTS` for a feature-baseline run; ``snr_aware`` None:
+    :data:`DEFAULT_SNR_AWARE` where the windows' SNR estimates are found (:func:`fit_detector`).
     """
 
     score: str | None
@@ -158,26 +189,25 @@ class ScoreOptions:
     max_t: int = 1000
     t_skip: int = 1
     auto_t: bool = False
-
-    @classmethod
-    def from_args(cls, args) -> ScoreOptions:
-        return cls(args.score, None if args.metric is None else list(args.metric), args.min_t, args.max_t,
-                   args.t_skip, args.auto_t)
+    snr_aware: bool | None = None  # score errors moved to val's mean SNR (src.ood.snr_adjust)
 
     def for_run(self, settings: dict) -> ScoreOptions:
         """These options with the defaults of the run whose reconstruction.json holds ``settings`` filled in."""
         score, metric = (FEATURE_DEFAULTS if settings.get("mode") == "features" else
                          IMAGE_DEFAULTS if settings.get("spatial_dims", 1) != 1 else (DEFAULT_SCORE, DEFAULT_METRICS))
         return ScoreOptions(self.score or score, list(self.metric or metric), self.min_t, self.max_t, self.t_skip,
-                            self.auto_t)
+                            self.auto_t, self.snr_aware)
 
     def fit(self, val: pd.DataFrame) -> Detector:
-        return fit_detector(val, self.metric, self.score, self.min_t, self.max_t, self.t_skip, self.auto_t)
+        return fit_detector(val, self.metric, self.score, self.min_t, self.max_t, self.t_skip, self.auto_t,
+                            self.snr_aware)
 
     @property
     def suffix(self) -> str:
-        """``<metrics>_<score>``, the suffix of the files this choice writes."""
-        return f"{'-'.join(self.metric)}_{self.score}"
+        """``<metrics>_<score>``, the suffix of the files this choice writes; ``-snr`` (``-plain``) added where
+        --snr_aware asks for what its default does not."""
+        differs = self.snr_aware is not None and self.snr_aware != DEFAULT_SNR_AWARE
+        return f"{'-'.join(self.metric)}_{self.score}" + (("-snr" if self.snr_aware else "-plain") if differs else "")
 
 
 CONSTANT_CV = 1e-3  # val errors this tight (relative to their mean) carry no information

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from src.cli import comma_list, flag, positive_int
-from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, FEATURE_DEFAULTS
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, DEFAULT_SNR_AWARE, FEATURE_DEFAULTS
 from src.ood.ood_folder import METRICS
 from src.ood.score_functions import DESCRIPTIONS, SCORES
 
@@ -36,6 +36,12 @@ def add_score_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto_t", type=flag, default=0,
                         help="1: also drop start points whose val errors diverge or are constant (decided on "
                              "val only; the kept t are printed) (default: %(default)s)")
+    parser.add_argument("--snr_aware", type=flag, default=None,
+                        help="1: SNR-aware score: each log error is regressed on the window's blind SNR estimate "
+                             "(snr_est_db) over val and every window's errors are moved to val's mean SNR along these "
+                             "lines before scoring, so a window is compared with val windows of its own SNR; 0: off "
+                             f"(default: {int(DEFAULT_SNR_AWARE)}" + (", where the estimates are found; never for the "
+                             "feature baseline" if DEFAULT_SNR_AWARE else "") + ")")
 
 
 def add_integrate_arg(parser: argparse.ArgumentParser) -> None:

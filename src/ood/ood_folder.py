@@ -36,6 +36,7 @@ ID_COLUMNS = ("filename", "type", "dataset", "t")
 UNIT_COLUMN = "frame"  # optional: results written before it existed treat every signal as its own unit
 SNR_COLUMN = "snr_db"  # optional: each signal's SNR in dB, where its processed file records one
 SNR_EST_COLUMN = "snr_est_db"  # optional: each signal's blind SNR estimate in dB (absent in older files)
+SOURCE_ATTR = "source"  # DataFrame.attrs key of a read results frame: the file it was read from
 FEATURE_COLUMN = "feat"  # the feature baseline's distance (train_features.py runs)
 METRICS = (*DISTANCES, FEATURE_COLUMN)  # the error columns a results file may hold
 FLOAT_FORMAT = "%.9g"  # enough digits that a results file reads back the float32 errors exactly
@@ -202,6 +203,7 @@ def read_results(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} lacks columns {missing or list(METRICS)}; re-create it with reconstruct.py")
     if frame.empty:
         raise UserError(f"{path} holds no rows; run reconstruct.py again")
+    frame.attrs[SOURCE_ATTR] = str(path)  # where --snr_aware finds the windows of results without snr_est_db
     return frame
 
 

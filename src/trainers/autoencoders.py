@@ -1,12 +1,34 @@
 """Training the autoencoder baseline and the VQ-VAE (the LDM's first stage)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from src.figures import codebook_figure, image_figure, signal_figure
 from src.networks.vqvae import codebook_usage
 from src.trainers.base import QUICK_TEST_BATCHES, Trainer
+
+
+@dataclass(frozen=True)
+class AutoencoderSizes:
+    """train_autoencoder.py's size flags (None: the family's default)."""
+
+    channels: list[int] | None = None  # widths of the down-sampling levels
+    latent_channels: int | None = None  # bottleneck width
+    num_res_units: int | None = None  # residual units per level
+
+
+@dataclass(frozen=True)
+class VQVAESizes:
+    """train_vqvae.py's size flags (None: the family's default)."""
+
+    channels: list[int] | None = None  # widths of the down-sampling levels
+    num_res_layers: int | None = None  # residual layers per stack
+    embedding_dim: int | None = None  # latent channels
+    num_embeddings: int | None = None  # codebook size
+    commitment_cost: float | None = None  # commitment loss weight
 
 
 def draw(x: torch.Tensor, reconstruction: torch.Tensor, title: str):

@@ -9,6 +9,8 @@ and drawn against the originals; an LDM does this on its latents and decodes the
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import torch
 import torch.nn.functional as F
 
@@ -16,7 +18,13 @@ from src.data.datasets import make_loader
 from src.data.sources import DataOptions, data_section
 from src.diffusion.latent import SignalSpace, VQVAELatents, latent_config, latent_scale, load_space, load_vqvae
 from src.diffusion.multistart import reconstruct
-from src.diffusion.schedulers import build_ddpm_scheduler, build_pndm_scheduler, scheduler_config, training_target
+from src.diffusion.schedulers import (
+    NoiseSchedule,
+    build_ddpm_scheduler,
+    build_pndm_scheduler,
+    scheduler_config,
+    training_target,
+)
 from src.distributed import Dist, distributed
 from src.errors import UserError
 from src.figures import image_figure, signal_figure
@@ -24,15 +32,38 @@ from src.networks import network_config
 from src.run import Run
 from src.runtime import WithPrecision
 from src.trainers.base import VAL_SEED, Trainer
-from src.trainers.setup import load_training_sets, settings_from, start_run
+from src.trainers.setup import TrainingJob, load_training_sets, settings_with, start_run
 
 # A mid start point of the 1000-step training schedule: enough noise that the model must redraw detail,
 # little enough that the signal's structure survives. 100 PLMS steps (reconstruct.py's default) put
 # t = 250 on the inference grid: 26 network calls on FIGURE_SIGNALS signals per evaluation.
 FIGURE_START = 250
 FIGURE_INFERENCE_STEPS = 100
-SIZE_FLAGS = ("channels", "attention_levels", "num_res_blocks", "residual_layers", "residual_channels",
-              "dilation_cycle_length")  # train_ddpm.py's flags that override the denoiser's default sizes
+
+
+@dataclass(frozen=True)
+class DenoiserSizes:
+    """train_ddpm.py's flags that override the denoiser's default sizes (None: the preset's)."""
+
+    channels: list[int] | None = None  # UNet widths per level
+    attention_levels: list[bool] | None = None  # UNet attention per level
+    num_res_blocks: int | None = None  # UNet residual blocks per level
+    residual_layers: int | None = None  # WaveNet layers
+    residual_channels: int | None = None  # WaveNet width
+    dilation_cycle_length: int | None = None  # WaveNet dilations 1..2^(k-1), repeated
+
+
+@dataclass(frozen=True)
+class DiffusionJob:
+    """train_ddpm.py's options: the training job, the denoiser, its noise schedule and, for an LDM, the VQ-VAE
+    whose latents it learns (with ``latent_pad``: zeros around the latents, torch.nn.functional.pad order)."""
+
+    training: TrainingJob
+    model_type: str = "small"
+    sizes: DenoiserSizes = field(default_factory=DenoiserSizes)
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    vqvae_checkpoint: str | None = None
+    latent_pad: list[int] | None = None
 
 
 class DiffusionTrainer(Trainer):
@@ -70,39 +101,44 @@ class DiffusionTrainer(Trainer):
         return {f"denoised_from_t{FIGURE_START}": signal_figure(x, decoded, title)}
 
 
-def train_diffusion_model(args) -> None:
-    """The whole of train_ddpm.py: a DDPM, or with ``--vqvae_checkpoint`` an LDM, under torchrun or not."""
-    with distributed(args.dist_backend) as dist:
-        train_set, val_set, options = load_training_sets(args)
-        vqvae, latent, in_channels = (first_stage(args, train_set, options, dist) if args.vqvae_checkpoint
+def train_diffusion_model(job: DiffusionJob) -> None:
+    """The whole of train_ddpm.py: a DDPM, or with a VQ-VAE checkpoint an LDM, under torchrun or not."""
+    training = job.training
+    with distributed(training.dist_backend) as dist:
+        train_set, val_set, data = load_training_sets(training.sets)
+        vqvae, latent, in_channels = (first_stage(job, train_set, data, dist) if job.vqvae_checkpoint
                                       else (None, None, train_set.channels))
-        run, config = start_run(args, config_from(args, train_set, options, in_channels, latent), dist)
+        run = training.sets.run()
+        config, precision = start_run(run, config_from(job, train_set, data, in_channels, latent), dist,
+                                      training.settings.seed, training.settings.precision)
         if latent:
             check_same_vqvae(run, config, latent)
         # a resumed LDM keeps the scale it started with
         space = (VQVAELatents(vqvae, config["latent"]["scale_factor"], config["latent"].get("latent_pad")) if latent
                  else load_space(config, dist.device))
-        DiffusionTrainer(run, config, settings_from(args), train_set, val_set, dist, space=space).fit()
+        settings = settings_with(training.settings, precision)
+        DiffusionTrainer(run, config, settings, train_set, val_set, dist, space=space).fit()
 
 
-def config_from(args, train_set, options: DataOptions, in_channels: int, latent: dict | None) -> dict:
-    """config.json of the run train_ddpm.py's flags describe."""
-    network = network_config(args.model_type, args.spatial_dimension, in_channels,
-                             **{name: getattr(args, name) for name in SIZE_FLAGS})
-    scheduler = scheduler_config(args.beta_schedule, args.beta_start, args.beta_end, args.prediction_type,
-                                 args.b_scale, args.snr_shift)
-    data = data_section(train_set, args.training_h5file, args.validation_h5file, options)
-    return ddpm_config(network, scheduler, data, latent)
+def config_from(job: DiffusionJob, train_set, data: DataOptions, in_channels: int, latent: dict | None) -> dict:
+    """config.json of the run ``job`` describes."""
+    network = network_config(job.model_type, data.spatial_dims, in_channels, **asdict(job.sizes))
+    scheduler = scheduler_config(**asdict(job.schedule))
+    sets = job.training.sets
+    return ddpm_config(network, scheduler, data_section(train_set, sets.training_h5file, sets.validation_h5file, data),
+                       latent)
 
 
-def first_stage(args, train_set, options: DataOptions, dist: Dist) -> tuple:
+def first_stage(job: DiffusionJob, train_set, data: DataOptions, dist: Dist) -> tuple:
     """An LDM's frozen VQ-VAE, checked against the data; the ``latent`` section of config.json (its latents'
     scale measured on the training set); and the latent channels the denoiser takes."""
-    vqvae, vqvae_config = load_vqvae(args.vqvae_checkpoint, dist.device)
-    check_vqvae_dims(vqvae_config, args.vqvae_checkpoint, args.spatial_dimension)
-    check_vqvae_carrier(vqvae_config, args.vqvae_checkpoint, options)
-    scale = latent_scale(vqvae, make_loader(train_set, args.batch_size, shuffle=False), dist.device)
-    return vqvae, latent_config(args.vqvae_checkpoint, scale, args.latent_pad), vqvae_config["network"]["embedding_dim"]
+    checkpoint = job.vqvae_checkpoint
+    vqvae, vqvae_config = load_vqvae(checkpoint, dist.device)
+    check_vqvae_dims(vqvae_config, checkpoint, data.spatial_dims)
+    check_vqvae_carrier(vqvae_config, checkpoint, data)
+    loader = make_loader(train_set, job.training.settings.batch_size, shuffle=False)
+    scale = latent_scale(vqvae, loader, dist.device)
+    return vqvae, latent_config(checkpoint, scale, job.latent_pad), vqvae_config["network"]["embedding_dim"]
 
 
 def check_vqvae_dims(vqvae_config: dict, checkpoint: str, spatial_dims: int) -> None:

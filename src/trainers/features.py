@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
 
 from src.data.datasets import make_loader
 from src.data.sources import data_section
 from src.distributed import Dist
-from src.features import rf_features
+from src.features import FEATURE_PSD_SEGMENT, rf_features
 from src.io import save_checkpoint
 from src.networks import build_model, network_config
-from src.trainers.setup import load_training_sets, start_run
+from src.trainers.setup import TrainingSets, load_training_sets, start_run
 
 log = logging.getLogger("rfood")
 
@@ -32,18 +33,30 @@ def window_features(model, dataset, batch_size: int) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def fit_feature_baseline(args) -> None:
+@dataclass(frozen=True)
+class FeatureJob:
+    """train_features.py's options: the sets, the Welch segment of the spectral features, the batch size of the
+    pass over the windows and the seed."""
+
+    sets: TrainingSets
+    psd_segment: int = FEATURE_PSD_SEGMENT
+    batch_size: int = 256
+    seed: int = 0
+
+
+def fit_feature_baseline(job: FeatureJob) -> None:
     """The whole of train_features.py: fit on the training windows, report the val distances, save."""
     started = time.perf_counter()
-    train_set, val_set, options = load_training_sets(args)
-    network = network_config("features", psd_segment=args.psd_segment)
+    train_set, val_set, options = load_training_sets(job.sets)
+    network = network_config("features", psd_segment=job.psd_segment)
     config = {"kind": "features", "network": network,
-              "data": data_section(train_set, args.training_h5file, args.validation_h5file, options)}
-    run, config = start_run(args, config, Dist())
+              "data": data_section(train_set, job.sets.training_h5file, job.sets.validation_h5file, options)}
+    run = job.sets.run()
+    config, _ = start_run(run, config, Dist(), job.seed)
     model = build_model(config["network"])
-    model.fit(window_features(model, train_set, args.batch_size))
+    model.fit(window_features(model, train_set, job.batch_size))
     val_distance = float(torch.cat([model(batch["signal"]) for batch in
-                                    make_loader(val_set, args.batch_size, False)]).mean())
+                                    make_loader(val_set, job.batch_size, False)]).mean())
     state = {"model": model.state_dict(), "epoch": 1, "step": 0, "best_val_loss": val_distance, "config": config}
     for path in (run.best_checkpoint, run.last_checkpoint):
         save_checkpoint(state, path)

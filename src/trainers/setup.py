@@ -3,10 +3,11 @@ settings; and the whole run of train_autoencoder.py and train_vqvae.py (:func:`t
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 
 from src.cli import Parser, add_dist_args, add_loader_args, add_run_args, flag, positive_int, setup_logging
 from src.data.sources import (
+    DataFlags,
     DataOptions,
     add_data_args,
     check_carrier,
@@ -23,6 +24,7 @@ from src.io import make_dir
 from src.networks import network_config
 from src.run import Run
 from src.runtime import PRECISIONS, choose_precision, seed_everything
+from src.trainers.autoencoders import AutoencoderSizes, VQVAESizes
 from src.trainers.base import LR_SCHEDULES, QUICK_TEST_BATCHES, TrainSettings, prepare_run
 
 log = logging.getLogger("rfood")
@@ -69,42 +71,68 @@ def add_training_args(parser: Parser, n_epochs: int, batch_size: int, learning_r
     add_dist_args(parser)
 
 
-def load_training_sets(args, config_name: str = "config.json") -> tuple:
-    """The training and validation sets the flags name (signals or images), checked to have one shape, and
-    the data options they were read with (:func:`training_data_options`)."""
-    options = training_data_options(args, Run(args.output_dir, args.model_name, config_name))
-    train_set = open_set(args.training_h5file, options, first_n=args.first_n, cache=args.cache_data)
-    val_set = open_set(args.validation_h5file, options, cache=args.cache_data)
+@dataclass(frozen=True)
+class TrainingSets:
+    """A training run's folder and the data it trains and validates on (every training script's flags)."""
+
+    output_dir: str
+    model_name: str
+    training_h5file: str
+    validation_h5file: str
+    first_n: int | None = None  # only the first N training windows
+    cache_data: bool = True
+    data: DataFlags = field(default_factory=DataFlags)
+
+    def run(self, config_name: str = "config.json") -> Run:
+        return Run(self.output_dir, self.model_name, config_name)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What train_ddpm.py, train_autoencoder.py and train_vqvae.py share: the sets, how to train, the torchrun
+    backend (None: nccl on CUDA, gloo on CPU). ``settings.precision`` may be ``auto``; :func:`start_run`
+    resolves it."""
+
+    sets: TrainingSets
+    settings: TrainSettings
+    dist_backend: str | None = None
+
+
+def load_training_sets(sets: TrainingSets, config_name: str = "config.json") -> tuple:
+    """The training and validation sets (signals or images), checked to have one shape, and the data options
+    they were read with (:func:`training_data_options`)."""
+    options = training_data_options(sets, sets.run(config_name))
+    train_set = open_set(sets.training_h5file, options, first_n=sets.first_n, cache=sets.cache_data)
+    val_set = open_set(sets.validation_h5file, options, cache=sets.cache_data)
     if data_shape(val_set) != data_shape(train_set):
-        raise UserError(f"{args.validation_h5file} holds data of shape {data_shape(val_set)} but "
-                        f"{args.training_h5file} {data_shape(train_set)}; prepare both alike (--trim_length, or "
+        raise UserError(f"{sets.validation_h5file} holds data of shape {data_shape(val_set)} but "
+                        f"{sets.training_h5file} {data_shape(train_set)}; prepare both alike (--trim_length, or "
                         "--image_size/--image_roi)")
     return train_set, val_set, options
 
 
-def training_data_options(args, run: Run) -> DataOptions:
-    """The data flags of a training script, with the front end settled: a resumed run keeps the carrier recovery
+def training_data_options(sets: TrainingSets, run: Run) -> DataOptions:
+    """The data options of a training run, with the front end settled: a resumed run keeps the carrier recovery
     it was trained with (a contradicting flag is refused); a new run on signals takes ``--carrier_recovery``,
     :data:`DEFAULT_CARRIER_RECOVERY` when not given, with ``auto`` resolved on the training windows."""
-    options = DataOptions.from_args(args)
+    options = DataOptions.from_flags(sets.data)
     if options.spatial_dims != 1:
         return options
     if run.has_config():
         trained = DataOptions.from_config(run.load_config().get("data", {}))
-        check_carrier(args.carrier_recovery, trained)
+        check_carrier(sets.data.carrier_recovery, trained)
         return replace(options, carrier_recovery=trained.carrier_recovery, carrier_order=trained.carrier_order)
-    mode = args.carrier_recovery or DEFAULT_CARRIER_RECOVERY
+    mode = sets.data.carrier_recovery or DEFAULT_CARRIER_RECOVERY
     return resolve_carrier(replace(options, carrier_recovery=mode, carrier_order=fixed_order(mode)),
-                           args.training_h5file, args.first_n)
+                           sets.training_h5file, sets.first_n)
 
 
-def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") -> tuple[Run, dict]:
+def start_run(run: Run, config: dict, dist: Dist, seed: int, precision: str | None = None) -> tuple[dict, str | None]:
     """Create (or reopen) the run folder on the main process, start logging there, and seed everything.
 
-    A ``--precision`` flag is resolved here (``args.precision`` becomes fp32 or bf16); a new run records it
-    in config.json as ``training.precision``."""
-    run = Run(args.output_dir, args.model_name, config_name)
-    precision, why = on_main(dist, choose_precision, args.precision, dist.device) if "precision" in args else (None, "")
+    Returns the run's config and the ``precision`` asked for (fp32, bf16 or auto) resolved to fp32 or bf16
+    (None when none is asked); a new run records it in config.json as ``training.precision``."""
+    precision, why = on_main(dist, choose_precision, precision, dist.device) if precision else (None, "")
 
     def create() -> dict:
         make_dir(run.path)
@@ -113,11 +141,10 @@ def start_run(args, config: dict, dist: Dist, config_name: str = "config.json") 
     config = on_main(dist, create)
     setup_logging(run.log_file, main_process=dist.is_main)
     if precision:
-        args.precision = precision
         log_training_precision(config, precision, why)
     log_carrier_choice(config.get("data", {}))
-    seed_everything(args.seed)
-    return run, config
+    seed_everything(seed)
+    return config, precision
 
 
 def log_training_precision(config: dict, precision: str, why: str) -> None:
@@ -131,12 +158,9 @@ def log_training_precision(config: dict, precision: str, why: str) -> None:
         log.warning("this run started in %s (config.json); these epochs train in %s", started, precision)
 
 
-def settings_from(args) -> TrainSettings:
-    return TrainSettings(n_epochs=args.n_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         eval_freq=args.eval_freq, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         num_workers=args.num_workers, quick_test=args.quick_test,
-                         figures=args.figures, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-                         ema_decay=check_ema_decay(args.ema_decay), precision=args.precision)
+def settings_with(settings: TrainSettings, precision: str) -> TrainSettings:
+    """``settings`` with the precision :func:`start_run` resolved, the EMA decay checked."""
+    return replace(settings, precision=precision, ema_decay=check_ema_decay(settings.ema_decay))
 
 
 def check_ema_decay(decay: float) -> float:
@@ -145,15 +169,16 @@ def check_ema_decay(decay: float) -> float:
     return decay
 
 
-def train_autoencoding_model(args, trainer_class, kind: str, size_flags: tuple[str, ...],
+def train_autoencoding_model(job: TrainingJob, sizes: AutoencoderSizes | VQVAESizes, trainer_class, kind: str,
                              config_name: str = "config.json") -> None:
     """The whole of train_autoencoder.py and train_vqvae.py: a model that reconstructs its input, under
-    torchrun or not. ``size_flags`` name the flags that override the family's default sizes."""
-    with distributed(args.dist_backend) as dist:
-        train_set, val_set, options = load_training_sets(args, config_name)
-        network = network_config(kind, in_channels=train_set.channels, spatial_dims=args.spatial_dimension,
-                                 **{name: getattr(args, name) for name in size_flags})
+    torchrun or not. ``sizes`` override the family's default sizes where not None."""
+    with distributed(job.dist_backend) as dist:
+        train_set, val_set, options = load_training_sets(job.sets, config_name)
+        network = network_config(kind, in_channels=train_set.channels, spatial_dims=options.spatial_dims,
+                                 **asdict(sizes))
         config = {"kind": kind, "network": network,
-                  "data": data_section(train_set, args.training_h5file, args.validation_h5file, options)}
-        run, config = start_run(args, config, dist, config_name)
-        trainer_class(run, config, settings_from(args), train_set, val_set, dist).fit()
+                  "data": data_section(train_set, job.sets.training_h5file, job.sets.validation_h5file, options)}
+        run = job.sets.run(config_name)
+        config, precision = start_run(run, config, dist, job.settings.seed, job.settings.precision)
+        trainer_class(run, config, settings_with(job.settings, precision), train_set, val_set, dist).fit()
