@@ -41,7 +41,7 @@ def located(tmp_path_factory):
     runs = root / "runs"
     run_ok("train_ddpm.py", f"--output_dir={runs}", "--model_name=tiny", *TINY_NET, "--figures=0",
            f"--training_h5file={data['Tone_train']}", f"--validation_h5file={data['Tone_val']}",
-           "--n_epochs=30", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3",
+           "--n_epochs=10", "--eval_freq=10", f"--batch_size={BATCH}", "--learning_rate=3e-3",
            "--carrier_recovery=power2")
     val = write_processed(root / "data" / "Tone_raw_data_val.h5", tone_windows(96, 1), "Tone")
     run_ok("reconstruct.py", f"--output_dir={runs}", "--model_name=tiny", f"--validation_h5file={val}",
