@@ -172,8 +172,11 @@ demo-3d: $(STAMP)
 		--cache_data=0 --num_inference_steps=100 --inference_skip_factor=16 --batch_size=16
 	$(PY) ood_detection.py --output_dir=$(DEMO3D)/runs --model_name=ldm3d
 
+# The suite in TEST_WORKERS processes (pytest-xdist; each test file stays in one), each on one thread: two processes
+# of two threads each on 2 cores spin against each other and run ~3x slower than one process alone.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # The linter (configured in ruff.toml); CI runs it before the tests. Installs its pinned version on first use.
 RUFF ?= ruff==0.17.6
