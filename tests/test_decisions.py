@@ -73,6 +73,29 @@ def test_the_stream_integrator_equals_block_means_whatever_the_batches():
     np.testing.assert_allclose(framed, [np.nan, 0.5, np.nan, np.nan, 3.5, np.nan])  # frames of 3: 0-1, 3-4
 
 
+def test_a_pooling_stream_integrator_equals_pooled_integration_whatever_the_batches():
+    """With a pool (the detector's score of a group's mean log errors), streamed groups score as
+    :func:`integrate` scores the same windows at once; the stream hands over each window's log-error row."""
+    rng = np.random.default_rng(3)
+    logs = pd.DataFrame(rng.standard_normal((23, 3)), index=window_ids("s", 23))
+    score_of_mean = lambda rows: float(np.square(rows.mean(axis=0)).sum())  # noqa: E731
+    pool = lambda members: logs.reindex(members.index).groupby(members.to_numpy(), sort=False).mean().apply(  # noqa: E731
+        lambda row: score_of_mean(row.to_numpy()[None]), axis=1)
+    at_once = integrate(pd.Series(0.0, index=logs.index), pd.Series("f", index=logs.index), 4, pool)
+    for cuts in ([23], [1, 5, 17], [7, 7, 9]):
+        integrator, emitted, start = StreamIntegrator(4, pool=score_of_mean), [], 0
+        for size in cuts:
+            part = slice(start, start + size)
+            emitted.append(integrator(np.arange(start, start + size), np.zeros(size), np.zeros(size),
+                                      logs.to_numpy()[part])[0])
+            start += size
+        emitted = np.concatenate(emitted)
+        np.testing.assert_allclose(emitted[3:20:4], at_once.scores.to_numpy())
+        assert np.isnan(np.delete(emitted, np.arange(3, 20, 4))).all()
+        by_hand = [score_of_mean(logs.to_numpy()[start:start + 4]) for start in range(0, 20, 4)]
+        np.testing.assert_allclose(emitted[3:20:4], by_hand)
+
+
 def correlated_scores(rng, n_frames: int, per_frame: int, prefix: str) -> tuple[pd.Series, pd.Series]:
     """Cross-fitted-like in-family scores: a frame effect N(0, 0.5^2) shared by its windows plus N(0, 1) each, so
     windows of a frame are correlated (0.2) and a mean of 8 has variance 0.25 + 1/8, not (1.25) / 8."""
@@ -98,6 +121,38 @@ def test_the_integrated_threshold_holds_its_false_alarm_rate_on_fresh_in_family_
     assert abs(rate - 0.05) <= bound, (rate, bound)
     naive = np.quantile(val, 0.95) / np.sqrt(8)  # as if the 8 windows were independent
     assert abs(np.mean(groups > naive) - 0.05) > bound
+
+
+def correlated_results(rng, n_frames: int, per_frame: int, name: str) -> pd.DataFrame:
+    """Results rows of windows whose log errors (mse, mae at t = 10, 20) share a frame effect N(0, 0.5^2) plus
+    N(0, 1) of their own: the windows of a frame are correlated, as those of one emission are."""
+    n = n_frames * per_frame
+    logs = np.repeat(rng.normal(0, 0.5, (n_frames, 4)), per_frame, axis=0) + rng.standard_normal((n, 4))
+    ids = np.array([f"{name}:{i}" for i in range(n)])
+    frames = np.array([f"{name}:frame{i // per_frame}" for i in range(n)])
+    return pd.concat([pd.DataFrame({"filename": ids, "t": t, "mse": np.exp(logs[:, 2 * j]),
+                                    "mae": np.exp(logs[:, 2 * j + 1]), "frame": frames})
+                      for j, t in enumerate((10, 20))], ignore_index=True)
+
+
+def test_the_pooled_integrated_threshold_holds_its_false_alarm_rate_on_fresh_in_family_data():
+    """As above, with the score of each group's mean log errors: val 1,000 frames of 16 windows (2,000 groups of 8,
+    cross-fitted), fresh 5,000 frames of 8. The flagged share of fresh groups has sampling sd
+    sqrt(p (1 - p) (1 / 5000 + 1 / 2000)) = 0.0058 at p = 0.05; the bound is 3.5 sd = 0.020."""
+    rng = np.random.default_rng(4)
+    val = correlated_results(rng, 1000, 16, "val")
+    detector = fit_detector(val, ["mse", "mae"], "mahalanobis", snr_aware=False)
+    crossfit = detector.crossfit_val_scores()
+    decider, _ = fit_decider(crossfit, detector.val_units, None, 0.05, per_band=False, width=5.0, k=8,
+                             pool=lambda members: detector.crossfit_val_scores(members=members))
+    fresh = correlated_results(rng, 5000, 8, "fresh")
+    logs = detector.frame_logs(fresh, "fresh")
+    units = fresh.groupby("filename")["frame"].first()
+    groups = integrate(detector.score_logs(logs), units, 8, lambda members: detector.pooled(logs, members))
+    assert len(groups.scores) == 5000
+    rate = np.mean(groups.scores.to_numpy() > decider.int_threshold)
+    bound = 3.5 * np.sqrt(0.05 * 0.95 * (1 / 5000 + 1 / 2000))
+    assert abs(rate - 0.05) <= bound, (rate, bound)
 
 
 def test_no_val_group_is_a_user_error():
@@ -196,7 +251,7 @@ def framed_run(tmp_path_factory):
     return runs
 
 
-def test_ood_detection_integrate_scores_means_of_8_consecutive_windows_per_frame(framed_run):
+def test_ood_detection_integrate_scores_the_mean_log_errors_of_8_consecutive_windows_per_frame(framed_run):
     result = run_cli("ood_detection.py", f"--output_dir={framed_run}", "--model_name=fake", "--n_bootstrap=0",
                      "--report=0", "--integrate=8")
     ood = framed_run / "fake" / "ood"
@@ -206,11 +261,13 @@ def test_ood_detection_integrate_scores_means_of_8_consecutive_windows_per_frame
     detector = fit_detector(pd.read_csv(ood / "results_val.csv"))
 
     def by_hand(name: str) -> tuple[np.ndarray, np.ndarray]:  # windows 0-7 of each 12-window frame; 8-11 left out
-        scores = detector.score_frame(pd.read_csv(ood / f"results_{name}.csv"), name)
-        index = scores.index.str.rsplit(":", n=1).str[-1].astype(int).to_numpy()
-        kept = scores[index % 12 < 8]
-        kept_index = index[index % 12 < 8]
-        return scores.to_numpy(), kept.groupby(kept_index // 12).mean().to_numpy()
+        frame = pd.read_csv(ood / f"results_{name}.csv")
+        table = frame.pivot_table(index="filename", columns="t", values=DEFAULT_METRICS)  # [window, (metric, t)]
+        table = table[[(metric, t) for metric in DEFAULT_METRICS for t in detector.ts]]
+        index = table.index.str.rsplit(":", n=1).str[-1].astype(int).to_numpy()
+        logs = np.log(table.to_numpy())[index % 12 < 8]  # no SNR column: the errors are not moved
+        means = pd.DataFrame(logs).groupby(index[index % 12 < 8] // 12).mean().to_numpy()
+        return detector.score_frame(frame, name).to_numpy(), detector.scorer(np.exp(means))
 
     (in_windows, in_groups), (out_windows, out_groups) = by_hand("in"), by_hand("Out")
     assert len(in_groups) == 40

@@ -55,20 +55,48 @@ def test_results_files_record_each_windows_snr_estimate(run):
     assert noise.median() < 0 < estimates.min()  # white noise fills the band: no floor below it; a tone leaves one
 
 
-def test_integrate_adds_the_mean_of_each_frames_window_pairs_against_its_own_threshold(run):
+def in_window_order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[np.argsort(frame.index.str.rsplit(":", n=1).str[-1].astype(int).to_numpy())]
+
+
+def test_integrate_scores_each_frames_window_pairs_by_their_mean_log_errors_against_their_own_threshold(run):
     """--integrate 2 on frames of 4 windows: groups (0, 1), (2, 3), ... The integrated score sits on each group's
-    second row; its threshold is the 0.8 quantile of the cross-fitted val scores averaged the same way."""
+    second row: the detector's score of the pair's mean log errors (not the mean of the two scores); its threshold
+    is the 0.8 quantile of the cross-fitted val pairs scored the same way."""
     score(run, f"--input={run['data']['Tone_test']}", "--fpr=0.2", "--integrate=2")
     table = pd.read_csv(run["run"] / "ood" / "scores_Tone_raw_data_test.csv")
     assert list(table.columns) == ["filename", "score", "threshold", "ood", "snr_est_db", "score_int",
                                    "threshold_int", "ood_int"]
-    pairs = table["score"].to_numpy().reshape(-1, 2).mean(axis=1)
-    np.testing.assert_allclose(table["score_int"].to_numpy()[1::2], pairs, rtol=1e-6)
+    detector = fit_detector(read_results(run["run"] / "ood" / "results_val.csv"), DEFAULT_METRICS, DEFAULT_SCORE)
+    logs = in_window_order(detector.frame_logs(read_results(run["run"] / "ood" / "results_in.csv"), "in"))
+    np.testing.assert_allclose(table["score"], detector.score_logs(logs), rtol=1e-5)  # the same windows' errors
+    pairs = detector.scorer(np.exp(logs.to_numpy().reshape(-1, 2, logs.shape[1]).mean(axis=1)))
+    np.testing.assert_allclose(table["score_int"].to_numpy()[1::2], pairs, rtol=1e-5)
+    assert not np.allclose(pairs, table["score"].to_numpy().reshape(-1, 2).mean(axis=1), rtol=1e-3)
     assert table["score_int"].iloc[0::2].isna().all() and table["ood_int"].iloc[0::2].isna().all()
-    val_pairs = crossfit(run).to_numpy().reshape(-1, 2).mean(axis=1)  # val windows in frame order, 4 per frame
+    val_ids = crossfit(run).index  # val windows in frame order, 4 per frame
+    members = pd.Series([f"pair{i // 2}" for i in range(len(val_ids))], index=val_ids)
+    val_pairs = detector.crossfit_val_scores(members=members)
+    assert len(val_pairs) == len(val_ids) // 2
     assert table["threshold_int"].iloc[1] == pytest.approx(np.quantile(val_pairs, 0.8), rel=1e-5)
     assert (table["ood_int"].iloc[1::2] == (table["score_int"] > table["threshold_int"]).iloc[1::2]).all()
     np.testing.assert_allclose(table["snr_est_db"], file_snr(run["data"]["Tone_test"]), atol=1e-5)
+
+
+def test_integrate_on_a_raw_recording_pools_each_groups_log_errors_as_it_streams(run):
+    """A raw recording of 48 windows with the interferer in windows 20-22: --integrate 4 emits a group score on windows
+    3, 7, ..., 47, scored from the group's mean log errors (so not the mean of its four scores), and the group of
+    windows 20-23 is flagged."""
+    recording = run["root"] / "stream_int.npy"
+    np.save(recording, with_interferer(tone_stream(N_WINDOWS * WINDOW)))
+    out = run["root"] / "stream_int.csv"
+    score(run, f"--input={recording}", f"--out={out}", "--fpr=0.05", "--integrate=4", "--localise=0")
+    table = pd.read_csv(out)
+    ends = np.arange(3, N_WINDOWS, 4)
+    assert table["score_int"].notna().to_numpy().nonzero()[0].tolist() == ends.tolist()
+    means = table["score"].to_numpy().reshape(-1, 4).mean(axis=1)
+    assert not np.allclose(table["score_int"].to_numpy()[ends], means, rtol=1e-3)
+    assert table["ood_int"].iloc[23] == 1 and table["score_int"].iloc[23] == table["score_int"].max()
 
 
 def test_pfa_with_too_few_val_windows_per_band_uses_the_pooled_threshold_and_says_so(run):

@@ -216,6 +216,7 @@ class BatchResult:
     bands: list[Band] | None
     psd: np.ndarray | None
     snr_est: np.ndarray | None = None  # each window's blind SNR estimate (dB)
+    logs: np.ndarray | None = None  # each window's log errors as the detector reads them [n, features]
 
 
 @dataclass
@@ -245,12 +246,13 @@ class Scorer:
         snr_est = blind_snr_db(x0).cpu().numpy()  # each window's blind SNR: a column, and --snr_aware's input
         frame = results_frame(ids, "score", stem, self.reconstructor.starts,
                               {key: value.float().cpu().numpy() for key, value in errors.items()}, snr_est_db=snr_est)
-        scores = self.detector.score_frame(as_written(frame), f"input {stem}").reindex(ids).to_numpy()
+        logs = self.detector.frame_logs(as_written(frame), f"input {stem}").reindex(ids)
+        scores = self.detector.score_logs(logs).to_numpy()
         bands = None if differences is None else in_recording_frequency(window_bands(
             self.baseline, differences, list(self.reconstructor.starts), self.detector.ts, self.band_z),
             batch.carrier_offsets)
         psd = welch_psd(torch.from_numpy(as_iq(batch.raw))).numpy() if self.with_psd else None
-        return BatchResult(batch.indices, batch.offsets, scores, bands, psd, snr_est)
+        return BatchResult(batch.indices, batch.offsets, scores, bands, psd, snr_est, logs.to_numpy())
 
 
 def scored_rounds(batches: Iterator[Batch], scorer: Scorer, stem: str, dist: Dist) -> Iterator[BatchResult]:
@@ -287,7 +289,7 @@ def result_rows(result: BatchResult, stem: str, threshold: float, clock: Clock, 
              **clock.columns(result.offsets), "score": result.scores, "threshold": thresholds,
              "ood": flagged.astype(int), SNR_EST_COLUMN: snr}
     if integrator is not None:
-        scores, snrs = integrator(result.indices, result.scores, snr)
+        scores, snrs = integrator(result.indices, result.scores, snr, result.logs)
         done = np.isfinite(scores)
         limits = np.where(done, decider.int_thresholds(snrs), np.nan)
         table.update(zip(INTEGRATED_COLUMNS, (scores, limits, np.where(done, scores > limits, np.nan))))
@@ -343,7 +345,7 @@ def score_recording(recording: Recording, scorer: Scorer, options: FieldOptions,
     integrator = None
     if options.integrate > 1 and scorer.decider is not None:
         per_frame = recording.windows_per_frame(options.window, options.hop) if recording.frame_length else None
-        integrator = StreamIntegrator(options.integrate, per_frame)
+        integrator = StreamIntegrator(options.integrate, per_frame, scorer.detector.score_mean)
     started = time.perf_counter()
     total = last_sample(recording, options, n_windows)
     with progress(None, f"score {recording.path.name}", total=total, unit="sample", unit_scale=True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ from src.field.field_scoring import (
     score_recording,
 )
 from src.field.localisation import BAND_Z, SpectralBaseline, val_differences
-from src.ood.decisions import SNR_BAND_DB, Decider, fit_decider, integrate
+from src.ood.decisions import SNR_BAND_DB, Decider, Pool, fit_decider, integrate
 from src.ood.detector import Detector, ScoreOptions
 from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, as_written, read_results, write_table
 from src.ood.reconstructors import build_reconstructor, reconstruct_set, scoring_precision
@@ -134,7 +135,8 @@ def decide(detector: Detector, val: pd.DataFrame, job: ScoringJob) -> tuple[Deci
                             "reconstruct.py --run_val=1 --overwrite=1, or use --fpr")
         val_snr = val.groupby("filename")[SNR_EST_COLUMN].first()
     k = job.integrate
-    decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band, job.snr_band, k)
+    decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band, job.snr_band, k,
+                                         partial(detector.crossfit_val_scores, CROSSFIT_FOLDS, 0))
     tail = (f"{decider.bands.describe()}, val FPR {band_achieved:.4f}" if per_band else
             f"threshold {threshold:.6g}, target FPR {job.fpr:g}, val FPR {achieved:.4f}")
     if k > 1:
@@ -263,9 +265,10 @@ def processed_columns(k: int) -> list[str]:
 
 
 def score_table(scores: pd.Series, ids: list[str], decider: Decider, snr_est: pd.Series | None = None,
-                units: list[str] | None = None) -> pd.DataFrame:
+                units: list[str] | None = None, pool: Pool | None = None) -> pd.DataFrame:
     """One row per window; with ``decider.k`` > 1 each group of K windows of a frame (``units``) also gets its
-    integrated decision, on the row of its last window."""
+    integrated decision (``pool``: the group's score, as :func:`src.ood.decisions.integrate`), on the row of its
+    last window."""
     values = scores.reindex(ids).to_numpy()
     snr = np.full(len(ids), np.nan) if snr_est is None else snr_est.reindex(ids).to_numpy(dtype=np.float64)
     thresholds = decider.thresholds(snr)
@@ -273,7 +276,7 @@ def score_table(scores: pd.Series, ids: list[str], decider: Decider, snr_est: pd
                           "ood": (values > thresholds).astype(int), SNR_EST_COLUMN: snr})
     if decider.k > 1:
         groups = integrate(pd.Series(values, index=ids), None if units is None else pd.Series(units, index=ids),
-                           decider.k)
+                           decider.k, pool)
         if groups.scores.empty:
             log.warning("no frame of the input holds %d windows (a processed file without frame_index counts each "
                         "window as its own frame): its integrated columns stay empty", decider.k)
@@ -357,8 +360,10 @@ def score_processed(dataset: SignalDataset, scorer: Scorer, job: ScoringJob, tar
     if not dist.is_main:
         return None
     snr = frame.groupby("filename")[SNR_EST_COLUMN].first() if SNR_EST_COLUMN in frame.columns else None
-    table = score_table(scorer.detector.score_frame(as_written(frame), f"input {dataset.path.name}"), dataset.ids,
-                        scorer.decider, snr, dataset.units)
+    detector = scorer.detector
+    logs = detector.frame_logs(as_written(frame), f"input {dataset.path.name}")
+    table = score_table(detector.score_logs(logs), dataset.ids, scorer.decider, snr, dataset.units,
+                        partial(detector.pooled, logs))
     if shared_write is not None:
         shared_write(table)
     else:

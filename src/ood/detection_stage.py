@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,7 @@ class ScoredRun:
     frames: dict[str, pd.DataFrame]  # "val", "in" and each out set: the results as reconstruct.py wrote them
     scores: dict[str, pd.Series]  # the same sets: one score per signal
     units: pd.Series  # each in and out signal's frame, for the bootstrap
+    logs: dict[str, pd.DataFrame] = field(default_factory=dict)  # the same sets: the log errors each score read
 
     @property
     def val(self) -> pd.Series:
@@ -72,9 +74,10 @@ def score_run(folder: OodFolder, options: ScoreOptions) -> ScoredRun:
     val, inside, outs = load_sets(folder)
     detector = options.fit(val)
     frames = {"val": val, "in": inside, **outs}
-    scores = {name: detector.score_frame(frame, name) for name, frame in frames.items()}
+    logs = {name: detector.frame_logs(frame, name) for name, frame in frames.items()}
+    scores = {name: detector.score_logs(logs[name]).rename(name) for name in frames}
     units = pd.concat([signal_units(frame) for frame in (inside, *outs.values())])
-    return ScoredRun(options, settings, detector, frames, scores, units)
+    return ScoredRun(options, settings, detector, frames, scores, units, logs)
 
 
 def ood_aurocs(ood_dir: str | Path, options: ScoreOptions) -> tuple[pd.Series, list[int]]:
@@ -127,13 +130,19 @@ def per_snr(folder: OodFolder, suffix: str, scores: dict[str, pd.Series], snrs: 
     return table
 
 
-def decision_view(scored: ScoredRun, k: int) -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
+def decision_view(scored: ScoredRun, k: int,
+                  pooled: bool = True) -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
     """Every set's scores, the in and out scores' frames (for the bootstrap) and their SNRs (where recorded): of
-    single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame (their mean score)."""
+    single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame (the score of their mean log
+    errors, :mod:`src.ood.decisions`; ``pooled`` False: the mean of their scores, the alternative it was chosen
+    against in benchmarks/bench_integration.py)."""
     snrs = {name: signal_snrs(frame) for name, frame in scored.frames.items()}
     if k == 1:
         return scored.scores, scored.units, snrs
-    groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in scored.frames.items()}, k)
+    pools = ({name: partial(scored.detector.pooled, logs) for name, logs in scored.logs.items()} if pooled
+             else None)
+    groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in scored.frames.items()}, k,
+                             pools)
     scores = {name: group.scores.rename(name) for name, group in groups.items()}
     units = pd.concat([groups[name].units for name in ("in", *scored.outs)])
     return scores, units, {name: None if snrs[name] is None else groups[name].mean_of(snrs[name]) for name in groups}
@@ -151,7 +160,8 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
     suffix = options.suffix + (f"_k{integrate}" if integrate > 1 else "")
     table = metrics_table(scores["in"], {name: scores[name] for name in out_names}, n_bootstrap, seed, units)
     method = method_line(model_name, settings, detector) + (
-        f"; decisions over {integrate} consecutive windows of a frame (mean score)" if integrate > 1 else "")
+        f"; decisions over {integrate} consecutive windows of a frame (score of their mean log errors)"
+        if integrate > 1 else "")
     write_table(table, folder.metrics_file(suffix), index_label="dataset", float_format="%.4f")
     snr = per_snr(folder, suffix, scores, snrs, out_names, snr_bin)
     save_json({"model_name": model_name, "metrics": options.metric, "score": options.score,

@@ -16,7 +16,7 @@ import pandas as pd
 from src.errors import UserError
 from src.ood.ood_folder import FEATURE_COLUMN, METRICS, signal_units
 from src.ood.score_functions import fit_score
-from src.ood.snr_adjust import SnrAdjust, window_snrs
+from src.ood.snr_adjust import SnrAdjust, log_errors, window_snrs
 
 log = logging.getLogger("rfood")
 
@@ -102,25 +102,54 @@ class Detector:
     def __call__(self, features: pd.DataFrame, snr: np.ndarray | None = None) -> pd.Series:
         """Scores of errors [signal, (metric, t)] (SNR-aware: with each signal's SNR estimate ``snr``); a diverged
         (non-finite) reconstruction scores the maximum."""
+        return self.score_logs(self.logs(features, snr))
+
+    def logs(self, features: pd.DataFrame, snr: np.ndarray | None = None) -> pd.DataFrame:
+        """The log errors the score reads, [signal, feature]: floored (and SNR-aware: moved to val's mean SNR); a row
+        of a diverged (non-finite) reconstruction is NaN throughout."""
         errors = features.to_numpy()
-        finite = np.isfinite(errors)
-        errors = np.where(finite, errors, 0.0)
-        values = self.scorer(errors if self.snr_adjust is None else self.snr_adjust(errors, snr))
-        values[~finite.all(axis=1)] = np.finfo(np.float64).max
-        return pd.Series(values, index=features.index)
+        finite = np.isfinite(errors).all(axis=1)
+        errors = np.where(np.isfinite(errors), errors, 0.0)
+        logs = log_errors(errors if self.snr_adjust is None else self.snr_adjust(errors, snr))
+        logs[~finite] = np.nan
+        return pd.DataFrame(logs, index=features.index)
+
+    def score_logs(self, logs: pd.DataFrame) -> pd.Series:
+        """Scores of log errors as :meth:`logs` gives them (or their means over windows, :meth:`pooled`); a row with a
+        NaN scores the maximum."""
+        values = logs.to_numpy()
+        finite = np.isfinite(values).all(axis=1)
+        scores = self.scorer(np.exp(np.where(finite[:, None], values, 0.0)))
+        scores[~finite] = np.finfo(np.float64).max
+        return pd.Series(scores, index=logs.index)
+
+    def pooled(self, logs: pd.DataFrame, members: pd.Series) -> pd.Series:
+        """The score of each group's mean log errors (``members``: window id -> group id; see
+        :mod:`src.ood.decisions`), indexed by group id; a group holding a diverged window scores the maximum."""
+        return self.score_logs(mean_logs(logs, members))
+
+    def score_mean(self, rows: np.ndarray) -> float:
+        """The score of the mean of log-error rows [windows, features] as :meth:`logs` gives them (a stream's group of
+        windows, :class:`src.ood.decisions.StreamIntegrator`)."""
+        return float(self.score_logs(pd.DataFrame(np.mean(rows, axis=0, keepdims=True))).iloc[0])
+
+    def frame_logs(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        """:meth:`logs` of a results frame (rows per (signal, t), as reconstruct.py writes)."""
+        features = feature_table(frame, self.metrics, self.ts, where)
+        snr = None if self.snr_adjust is None else window_snrs(frame, where).reindex(features.index).to_numpy()
+        return self.logs(features, snr)
 
     def score_frame(self, frame: pd.DataFrame, where: str) -> pd.Series:
         """Scores of a results frame (rows per (signal, t), as reconstruct.py writes)."""
-        features = feature_table(frame, self.metrics, self.ts, where)
-        snr = None if self.snr_adjust is None else window_snrs(frame, where).reindex(features.index).to_numpy()
-        return self(features, snr).rename(where)
+        return self.score_logs(self.frame_logs(frame, where)).rename(where)
 
-    def crossfit_val_scores(self, folds: int = 5, seed: int = 0) -> pd.Series:
+    def crossfit_val_scores(self, folds: int = 5, seed: int = 0, members: pd.Series | None = None) -> pd.Series:
         """Out-of-sample val scores: each fold scored by the score fitted on the other folds.
 
         A fitted score sees its own val signals as more typical than new in-distribution signals,
         so thresholds come from these instead. Folds are made of whole frames, so no window is
-        scored by a detector fitted on its own frame's other windows.
+        scored by a detector fitted on its own frame's other windows. With ``members`` (val window id -> group
+        id, groups within frames): the :meth:`pooled` score of each group, indexed by group id.
         """
         units = (self.val_units.reindex(self.val_features.index).to_numpy() if self.val_units is not None
                  else self.val_features.index.to_numpy())
@@ -131,14 +160,35 @@ class Detector:
                             "(a larger --first_n_val) or use a validation file with more frames")
         fold_of = (np.random.default_rng(seed).permutation(len(names)) % min(folds, len(names)))[unit_of]
         values = np.empty(len(self.val_features))
+        pooled = []
         groups = metric_groups(self.val_features, self.metrics)
         for fold in np.unique(fold_of):
             held_out = fold_of == fold
             fitting, scored = self.val_features.to_numpy()[~held_out], self.val_features.to_numpy()[held_out]
             if self.snr_adjust is not None:  # its lines refitted on the other folds too
                 fitting, scored = self.snr_adjust.split(self.val_features.to_numpy(), ~held_out)
-            values[held_out] = fit_score(self.score, fitting, groups)(scored)
+            scorer = fit_score(self.score, fitting, groups)
+            if members is None:
+                values[held_out] = scorer(scored)
+                continue
+            logs = pd.DataFrame(log_errors(scored), index=self.val_features.index[held_out])
+            mine = members[members.index.isin(logs.index)]
+            means = mean_logs(logs, mine)
+            pooled.append(pd.Series(scorer(np.exp(means.to_numpy())), index=means.index))
+        if members is not None:
+            return pd.concat(pooled).reindex(pd.unique(members.to_numpy())).rename("val")
         return pd.Series(values, index=self.val_features.index, name="val")
+
+
+def mean_logs(logs: pd.DataFrame, members: pd.Series) -> pd.DataFrame:
+    """Each group's mean log errors (``members``: window id -> group id), indexed by group id in order of appearance;
+    a group holding a NaN row (a diverged window) is NaN."""
+    rows = logs.reindex(members.index)
+    keys = members.to_numpy()
+    means = rows.groupby(keys, sort=False).mean()
+    diverged = rows.isna().any(axis=1).groupby(keys, sort=False).any()
+    means.loc[diverged.reindex(means.index).to_numpy()] = np.nan
+    return means
 
 
 def metric_groups(features: pd.DataFrame, metrics: list[str]) -> np.ndarray:
