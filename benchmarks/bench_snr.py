@@ -5,7 +5,7 @@
 
 The run is scored once, as ood_detection.py scores it (its default score unless the score flags say
 otherwise; fitted on val alone); then for each K the decisions over K consecutive windows of a frame
-(``ood_detection.py --integrate K``: the mean of their scores; a frame's tail of fewer than K windows
+(``ood_detection.py --integrate K``: the score of their mean log errors; a frame's tail of fewer than K windows
 is left out) are scored per SNR bin (``--snr_bin`` dB, the generator's SNR that the results record)
 as ood_detection.py's per-SNR table does: the in set's decisions of the bin against each out
 family's decisions of the same bin. Prints one table (rows: family and SNR bin, then the family over
@@ -108,7 +108,8 @@ def main() -> None:
                                      args.snr_bin)
     print(method)
     print(f"\nAUROC per out family and SNR bin ({args.snr_bin:g} dB; in against out decisions of the same bin) against "
-          "K, the windows per decision (the mean score of K consecutive windows of a frame; all: every SNR)")
+          "K, the windows per decision (the score of the mean log errors of K consecutive windows of a frame; "
+          "all: every SNR)")
     print(table.to_string(float_format=lambda value: f"{value:.3f}", na_rep="-"))
     print("\nin-set decisions per bin (n_in) for each K")
     print(counts.to_string())
