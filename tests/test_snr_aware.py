@@ -18,7 +18,7 @@ from src.data.prep import trim_and_unpack
 from src.data.synthetic import write_synthetic
 from src.dsp import blind_snr_db
 from src.errors import UserError
-from src.ood.detector import DEFAULT_SNR_AWARE, ScoreOptions, fit_detector
+from src.ood.detector import DEFAULT_SNR_AWARE, ScoreOptions, feature_table, fit_detector
 from src.ood.evaluation import auroc
 from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, read_results, results_frame, write_results
 from src.ood.snr_adjust import SnrAdjust, window_snrs
@@ -149,6 +149,23 @@ def test_frame_without_estimates_or_source_is_refused(shifted_sets):
     with pytest.raises(UserError, match="snr_est_db column.*reconstruct.py with --overwrite=1"):
         fit_detector(val, ["mse", "mae"], "bands", snr_aware=True)
     assert fit_detector(val, ["mse", "mae"], "bands").snr_adjust is None  # without the option nothing is needed
+
+
+def test_a_set_without_estimates_beside_val_with_them_is_scored_unmoved_by_default_and_refused_when_asked(
+        shifted_sets, caplog):
+    """Results of two reconstruct.py versions: val records snr_est_db, the out set does not (and names no h5 file)."""
+    val, _, out = shifted_sets
+    old = out.drop(columns=[SNR_EST_COLUMN])
+    detector = fit_detector(val, ["mse", "mae"], "bands")
+    assert detector.snr_adjust is not None
+    with caplog.at_level("WARNING", logger="rfood"):
+        scores = detector.score_frame(old, "Out")
+    assert "Out is scored without the SNR move" in caplog.text
+    features = feature_table(old, ["mse", "mae"], detector.ts, "Out")
+    unmoved = detector.scorer(np.maximum(features.to_numpy(), 1e-12))  # the moved val's score of the raw errors
+    np.testing.assert_allclose(scores.to_numpy(), unmoved)
+    with pytest.raises(UserError, match="snr_est_db"):
+        fit_detector(val, ["mse", "mae"], "bands", snr_aware=True).score_frame(old, "Out")
 
 
 # ------------------------------------------------------------- results without snr_est_db: from the h5 windows

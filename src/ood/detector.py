@@ -15,8 +15,8 @@ import pandas as pd
 
 from src.errors import UserError
 from src.ood.ood_folder import FEATURE_COLUMN, METRICS, signal_units
-from src.ood.score_functions import fit_score
-from src.ood.snr_adjust import SnrAdjust, log_errors, window_snrs
+from src.ood.score_functions import fit_score, log_errors
+from src.ood.snr_adjust import SnrAdjust, window_snrs
 
 log = logging.getLogger("rfood")
 
@@ -98,6 +98,7 @@ class Detector:
     val_features: pd.DataFrame
     val_units: pd.Series | None = None  # each val signal's frame: held out together in cross-fitting
     snr_adjust: SnrAdjust | None = None  # --snr_aware: errors moved to val's mean SNR first (src.ood.snr_adjust)
+    snr_asked: bool = False  # --snr_aware=1 given: a set without SNR estimates is refused, not scored unmoved
 
     def __call__(self, features: pd.DataFrame, snr: np.ndarray | None = None) -> pd.Series:
         """Scores of errors [signal, (metric, t)] (SNR-aware: with each signal's SNR estimate ``snr``); a diverged
@@ -136,8 +137,18 @@ class Detector:
     def frame_logs(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
         """:meth:`logs` of a results frame (rows per (signal, t), as reconstruct.py writes)."""
         features = feature_table(frame, self.metrics, self.ts, where)
-        snr = None if self.snr_adjust is None else window_snrs(frame, where).reindex(features.index).to_numpy()
-        return self.logs(features, snr)
+        return self.logs(features, None if self.snr_adjust is None else self.set_snrs(frame, where, features.index))
+
+    def set_snrs(self, frame: pd.DataFrame, where: str, ids: pd.Index) -> np.ndarray | None:
+        """Each window's SNR estimate; under the default (not asked for) a set without them, e.g. results written by
+        an older reconstruct.py beside newer val results, is scored unmoved, with a warning."""
+        try:
+            return window_snrs(frame, where).reindex(ids).to_numpy()
+        except UserError as err:
+            if self.snr_asked:
+                raise
+            log.warning("%s is scored without the SNR move (val's errors are moved): %s", where, err)
+            return None
 
     def score_frame(self, frame: pd.DataFrame, where: str) -> pd.Series:
         """Scores of a results frame (rows per (signal, t), as reconstruct.py writes)."""
@@ -221,7 +232,7 @@ def fit_detector(val: pd.DataFrame, metrics: str | list[str] = tuple(DEFAULT_MET
         adjust = SnrAdjust.fit(errors, snrs.reindex(features.index).to_numpy())
         errors = adjust(errors, adjust.val_snr)
     scorer = fit_score(score, errors, metric_groups(features, metrics))
-    return Detector(score, metrics, ts, dropped, scorer, features, signal_units(val), adjust)
+    return Detector(score, metrics, ts, dropped, scorer, features, signal_units(val), adjust, bool(snr_aware))
 
 
 @dataclass

@@ -56,13 +56,18 @@ class ZAbs(ZScore):
         return np.abs(self.z(errors)).mean(axis=1)
 
 
+def log_errors(errors: np.ndarray) -> np.ndarray:
+    """The log of errors clipped at :data:`ERROR_FLOOR`: what the log-error scores and the SNR move read."""
+    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), ERROR_FLOOR))
+
+
 class Mahalanobis:
     def fit(self, val: np.ndarray, groups: np.ndarray) -> Mahalanobis:
         self.model = LedoitWolf().fit(self.features(val))
         return self
 
     def features(self, errors: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(errors, ERROR_FLOOR))
+        return log_errors(errors)
 
     def __call__(self, errors: np.ndarray) -> np.ndarray:
         return self.model.mahalanobis(self.features(errors))

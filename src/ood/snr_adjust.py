@@ -44,7 +44,7 @@ from src.data.datasets import SignalDataset
 from src.dsp import blind_snr_db
 from src.errors import UserError
 from src.ood.ood_folder import SNR_COLUMN, SNR_EST_COLUMN, SOURCE_ATTR, UNIT_COLUMN
-from src.ood.score_functions import ERROR_FLOOR
+from src.ood.score_functions import log_errors
 
 log = logging.getLogger("rfood")
 SNR_MATCH_DB = 1e-3  # the results' snr_db and the h5 file's must agree this closely for the file to be the set's
@@ -97,10 +97,6 @@ class SnrAdjust:
     def describe(self) -> str:
         return (f"SNR-aware: log errors moved to val's mean SNR {self.mean_snr:.1f} dB along lines fitted on val "
                 f"(SNR estimates {self.low:.1f}..{self.high:.1f} dB)")
-
-
-def log_errors(errors: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), ERROR_FLOOR))
 
 
 def window_snrs(frame: pd.DataFrame, where: str) -> pd.Series:
