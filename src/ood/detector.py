@@ -8,6 +8,7 @@ features only (no OOD labels, no test data) and scores any set. The paper's meth
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +163,21 @@ class Detector:
         scored by a detector fitted on its own frame's other windows. With ``members`` (val window id -> group
         id, groups within frames): the :meth:`pooled` score of each group, indexed by group id.
         """
+        if members is None:
+            values = np.empty(len(self.val_features))
+            for held_out, scorer, scored in self.folds(folds, seed):
+                values[held_out] = scorer(scored)
+            return pd.Series(values, index=self.val_features.index, name="val")
+        pooled = []
+        for held_out, scorer, scored in self.folds(folds, seed):
+            logs = pd.DataFrame(log_errors(scored), index=self.val_features.index[held_out])
+            means = mean_logs(logs, members[members.index.isin(logs.index)])
+            pooled.append(pd.Series(scorer(np.exp(means.to_numpy())), index=means.index))
+        return pd.concat(pooled).reindex(pd.unique(members.to_numpy())).rename("val")
+
+    def folds(self, folds: int, seed: int) -> Iterator[tuple[np.ndarray, object, np.ndarray]]:
+        """Each fold of whole val frames: its mask, the score fitted on the other folds (SNR-aware: their lines too)
+        and the fold's errors as that score reads them."""
         units = (self.val_units.reindex(self.val_features.index).to_numpy() if self.val_units is not None
                  else self.val_features.index.to_numpy())
         names, unit_of = np.unique(units.astype(str), return_inverse=True)
@@ -170,25 +186,13 @@ class Detector:
                             f"results hold {len(units)} window(s) of {len(names)} frame; reconstruct more val windows "
                             "(a larger --first_n_val) or use a validation file with more frames")
         fold_of = (np.random.default_rng(seed).permutation(len(names)) % min(folds, len(names)))[unit_of]
-        values = np.empty(len(self.val_features))
-        pooled = []
-        groups = metric_groups(self.val_features, self.metrics)
+        errors, groups = self.val_features.to_numpy(), metric_groups(self.val_features, self.metrics)
         for fold in np.unique(fold_of):
             held_out = fold_of == fold
-            fitting, scored = self.val_features.to_numpy()[~held_out], self.val_features.to_numpy()[held_out]
-            if self.snr_adjust is not None:  # its lines refitted on the other folds too
-                fitting, scored = self.snr_adjust.split(self.val_features.to_numpy(), ~held_out)
-            scorer = fit_score(self.score, fitting, groups)
-            if members is None:
-                values[held_out] = scorer(scored)
-                continue
-            logs = pd.DataFrame(log_errors(scored), index=self.val_features.index[held_out])
-            mine = members[members.index.isin(logs.index)]
-            means = mean_logs(logs, mine)
-            pooled.append(pd.Series(scorer(np.exp(means.to_numpy())), index=means.index))
-        if members is not None:
-            return pd.concat(pooled).reindex(pd.unique(members.to_numpy())).rename("val")
-        return pd.Series(values, index=self.val_features.index, name="val")
+            fitting, scored = errors[~held_out], errors[held_out]
+            if self.snr_adjust is not None:
+                fitting, scored = self.snr_adjust.split(errors, ~held_out)
+            yield held_out, fit_score(self.score, fitting, groups), scored
 
 
 def mean_logs(logs: pd.DataFrame, members: pd.Series) -> pd.DataFrame:
