@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from src.data.datasets import SignalDataset, make_loader
 from src.distributed import Dist, all_reduce_sum, shard
 from src.errors import UserError
-from src.io import load_checkpoint, save_checkpoint
+from src.io import atomic_path, load_checkpoint, save_checkpoint
 from src.networks import build_model, load_weights
 from src.progress import progress
 from src.run import Run, check_agrees
@@ -65,6 +66,15 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> 
         return warmup
     progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
     return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where this PyTorch has one for the device: one call per step instead of a Python
+    loop over the tensors (the small UNet on one CPU thread: 0.8 ms a step against 5 ms); the plain one elsewhere."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or PyTorch version
+        return torch.optim.AdamW(params, lr=lr)
 
 
 @torch.no_grad()
@@ -128,7 +138,7 @@ class Trainer:
         self.run, self.config, self.settings, self.dist = run, config, settings, dist
         self.device = dist.device
         self.model = build_model(config["network"]).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate)
+        self.optimizer = adamw(list(self.model.parameters()), settings.learning_rate)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if settings.ema_decay > 0 else None
         self.net = self.model  # what training calls: the DDP wrapper under torchrun
         if dist.enabled:
@@ -269,9 +279,13 @@ class Trainer:
                 train_loss = self.train_epoch(train_writer)
                 self.epoch += 1
                 message = f"epoch {self.epoch}/{self.settings.n_epochs} train loss {train_loss:.5f}"
+                improved = False
                 if self.epoch % self.settings.eval_freq == 0 or self.epoch == self.settings.n_epochs:
-                    message += self._evaluate(val_writer)
+                    text, improved = self._evaluate(val_writer)
+                    message += text
                 self._save(self.run.last_checkpoint)
+                if improved:  # the same state: copied, not pickled twice
+                    self._copy(self.run.last_checkpoint, self.run.best_checkpoint)
                 if self.settings.checkpoint_every and self.epoch % self.settings.checkpoint_every == 0:
                     self._save(self.run.epoch_checkpoint(self.epoch))
                 log.info(message)
@@ -289,14 +303,20 @@ class Trainer:
         if self.dist.is_main:
             save_checkpoint(self.state(), path)
 
-    def _evaluate(self, writer: SummaryWriter) -> str:
+    def _copy(self, source, path) -> None:
+        if self.dist.is_main:
+            with atomic_path(path) as tmp:
+                shutil.copyfile(source, tmp)
+
+    def _evaluate(self, writer: SummaryWriter) -> tuple[str, bool]:
+        """Validate and log; the log line's text and whether val loss improved (the best checkpoint is due)."""
         scalars = self.validate()  # identical on every process: summed over all of them
         for name, value in scalars.items():
             writer.add_scalar(name, value, self.step)
         self.log_figures(writer)
         message = "".join(f" val {name.replace('_', ' ')} {value:.5f}" for name, value in scalars.items())
-        if scalars["loss"] < self.best_val_loss:
+        improved = scalars["loss"] < self.best_val_loss
+        if improved:
             self.best_val_loss = scalars["loss"]
-            self._save(self.run.best_checkpoint)
             message += " (best)"
-        return message
+        return message, improved
