@@ -27,7 +27,9 @@ The SNR estimate comes from the results' ``snr_est_db`` column (reconstruct.py w
 written before it existed lack it: then it is computed from the set's h5 windows, as reconstruct.py
 computes it, where that file is known and checked: ``<stem>.h5`` (the stem of the window ids) in the
 folder of the run's validation file (config.json), holding the ids' windows with the results' frame
-ids and SNRs. Otherwise the detector refuses, naming the file and the remedy.
+ids and SNRs. Otherwise, with ``--snr_aware=1`` given, the detector refuses, naming the file and the
+remedy; under the default, val without estimates gives a plain detector, and a set without them beside
+val with them (results of two reconstruct.py versions) is scored unmoved, with a warning.
 """
 from __future__ import annotations
 
