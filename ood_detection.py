@@ -12,8 +12,8 @@ report.md with PNG plots in report/ (ROC curves, score histograms, mean z agains
 runs, the AUROC table is also written as <output_dir>/ood_comparison_<metrics>_<score>.csv.
 Where the results record each signal's SNR (synthetic data made with --snr_db LO:HI), it also prints
 AUROC, Pd at Pfa 1% and 5% and FPR@95TPR per SNR bin (--snr_bin dB wide) and writes them as
-snr_<metrics>_<score>.csv. --integrate K scores decisions over K consecutive windows of a frame (the mean
-of their scores) instead of single windows; the files' suffix then ends in _k<K>. --fuse_with=RUN adds
+snr_<metrics>_<score>.csv. --integrate K scores decisions over K consecutive windows of a frame (the score
+of their mean log errors) instead of single windows; the files' suffix then ends in _k<K>. --fuse_with=RUN adds
 each run fused with RUN (e.g. the feature baseline): metrics_fused_<RUN>.csv.
 """
 from src.cli import Parser, comma_list, flag, options_from, positive_float, run_main, setup_logging

@@ -26,8 +26,8 @@ sets a threshold per --snr_band dB band of snr_est_db, each the (1 - P) quantile
 val scores in that band, so about P of in-distribution windows are flagged at every SNR (a band with
 too few val windows uses the pooled threshold; the log says which). --integrate K adds score_int,
 threshold_int and ood_int on the last window of each group of K consecutive windows of one emission
-(a frame of a processed file, consecutive windows of a raw recording): the mean of their scores
-against its own threshold, set on val windows integrated the same way. --annotate=1 (SigMF inputs)
+(a frame of a processed file, consecutive windows of a raw recording): the score of their mean log
+errors against its own threshold, set on val windows integrated the same way. --annotate=1 (SigMF inputs)
 writes <csv stem>.sigmf-meta beside the CSV: the recording's metadata with the flagged segments as
 annotations, pointing at the recording's samples; the input is never changed.
 """
