@@ -85,13 +85,11 @@ def test_resume_continues_and_equals_one_go(tiny_run, tmp_path):
         assert torch.allclose(a["exp_avg"], b["exp_avg"], atol=1e-6)
 
 
-def test_the_best_checkpoint_is_the_last_one_of_its_epoch_and_adamw_runs_fused(tiny_run):
+def test_the_best_checkpoint_is_the_last_one_of_its_epoch(tiny_run):
     """The session's tiny run trained one epoch, which improves on no val loss at all: its best checkpoint is the
-    last one, byte for byte (copied, not pickled again); the optimizer state says AdamW's fused kernel ran."""
+    last one, byte for byte (copied, not pickled again)."""
     run = tiny_run["runs"] / "m"
     assert (run / "checkpoint.pth").read_bytes() == (run / "checkpoint_last.pth").read_bytes()
-    state = torch.load(run / "checkpoint_last.pth", weights_only=True)
-    assert state["optimizer"]["param_groups"][0]["fused"] is True
 
 
 def test_an_interrupted_set_continues_where_it_stopped(tiny_run, tmp_path):
