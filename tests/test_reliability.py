@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import Interrupting, assert_one_line_error, run_cli, tiny_run_reconstruct_args, tiny_run_train_args
+from conftest import (
+    Interrupting,
+    assert_one_line_error,
+    run_cli,
+    run_ok,
+    tiny_run_reconstruct_args,
+    tiny_run_train_args,
+)
 from src.data.datasets import SignalDataset
 from src.errors import UserError
 from src.io import load_checkpoint, save_checkpoint
@@ -90,6 +97,14 @@ def test_the_best_checkpoint_is_the_last_one_of_its_epoch(tiny_run):
     last one, byte for byte (copied, not pickled again)."""
     run = tiny_run["runs"] / "m"
     assert (run / "checkpoint.pth").read_bytes() == (run / "checkpoint_last.pth").read_bytes()
+
+
+def test_checkpoint_every_keeps_each_epochs_state(tiny_run, tmp_path):
+    """--checkpoint_every=1 over two epochs: checkpoint_1.pth holds epoch 1, checkpoint_2.pth is the last one."""
+    run_ok(*tiny_run_train_args(tmp_path, tiny_run["files"], "every"), "--n_epochs=2", "--checkpoint_every=1")
+    folder = tmp_path / "every"
+    assert torch.load(folder / "checkpoint_1.pth", weights_only=True)["epoch"] == 1
+    assert (folder / "checkpoint_2.pth").read_bytes() == (folder / "checkpoint_last.pth").read_bytes()
 
 
 def test_an_interrupted_set_continues_where_it_stopped(tiny_run, tmp_path):

@@ -274,11 +274,11 @@ class Trainer:
                 if self.epoch % self.settings.eval_freq == 0 or self.epoch == self.settings.n_epochs:
                     text, improved = self._evaluate(val_writer)
                     message += text
-                self._save(self.run.last_checkpoint)
-                if improved:  # the same state: copied, not pickled twice
+                self._save(self.run.last_checkpoint)  # the best and the epoch's checkpoint hold the same state: copies
+                if improved:
                     self._copy(self.run.last_checkpoint, self.run.best_checkpoint)
                 if self.settings.checkpoint_every and self.epoch % self.settings.checkpoint_every == 0:
-                    self._save(self.run.epoch_checkpoint(self.epoch))
+                    self._copy(self.run.last_checkpoint, self.run.epoch_checkpoint(self.epoch))
                 log.info(message)
         finally:
             for writer in (train_writer, val_writer):
