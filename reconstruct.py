@@ -52,7 +52,8 @@ def create_argparser() -> Parser:
                         help="keep every k-th start point: 1 -> 99 start points, 4 -> 25 (default: %(default)s)")
     parser.add_argument("--reconstruction_mode", choices=MODES, default="plms",
                         help="plms: the paper's sampler; ddim: DDIM steps; onestep: one network call per start "
-                             "point (default: %(default)s)")
+                             "point; path: no noise, the signal's own deterministic DDIM path up through the "
+                             "start points, one call each (default: %(default)s)")
     parser.add_argument("--plms_history", choices=PLMS_HISTORIES, default="reset",
                         help="reset: each start point's PLMS chain starts with an empty history (PLMS as defined); "
                              "carry: the research code's loop, one scheduler whose history carries from chain to "

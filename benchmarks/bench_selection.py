@@ -40,6 +40,7 @@ from benchmarks.synthetic_runs import (
     fused_names,
     model_label,
     model_names,
+    onestep_suffix,
     print_table,
     trained_model,
     with_front_end,
@@ -72,9 +73,12 @@ METRIC_SETS = ["mse,env,lsd", "mse,mae,env,lsd", "env,lsd"]  # mse alone: never 
 T_SETS = {"all t": (0, 1000, 1), "t <= 500": (0, 500, 1), "t >= 300": (300, 1000, 1),
           "every 10th t (10 calls)": (0, 1000, 10), "t <= 300, every 3rd (10 calls)": (0, 300, 3)}
 TEN_CALLS = "(10 calls)"
-MODELS = {model: model_label(model) for model in model_names(with_plms=True)}
+MODELS = {model: model_label(model) for model in model_names(with_plms=True, with_ten_calls=True)}
 FUSED_MODELS = {model: model_label(model) for model in fused_names(list(MODELS))}
-DIFFUSION = [model for model in MODELS if family(model) in DIFFUSION_FAMILIES]
+# The runs the score candidates are ranked on: each diffusion family as trained (PLMS) and in one-step mode at
+# 99 calls; the other settings (10 calls, the noise-free path) are scored with the default score only.
+DIFFUSION = [model for model in MODELS
+             if family(model) in DIFFUSION_FAMILIES and onestep_suffix(model) in ("", "_onestep")]
 
 
 SNR_AWARE = (False, True)  # each candidate plain and SNR-aware (errors moved to val's mean SNR, src.ood.snr_adjust)

@@ -10,9 +10,10 @@ Every set that is scored (val, in, each out family) holds FIRST_N = 256 windows 
 Model names: a family (``unet``, ``wavenet``, ``ldm``, ``autoencoder``, ``features``), then ``_auto``
 for a run trained with ``--carrier_recovery=auto`` (the blind front end), then ``_onestep`` for the
 one-step reconstruction of that run at every start point (99 network calls; a copy of its folder),
-or ``_onestep10`` for one at every 10th start point (10 calls). Where ``auto`` chooses no order on a
-draw (its in-family has no spectral line, e.g. OFDM), the ``_auto`` run would equal the plain one;
-it is not trained again, and its rows are the plain run's.
+or ``_onestep10`` for one at every 10th start point (10 calls), or ``_path10`` / ``_path`` for the
+noise-free DDIM path (``--reconstruction_mode=path``) at every 10th start point / at every one.
+Where ``auto`` chooses no order on a draw (its in-family has no spectral line, e.g. OFDM), the
+``_auto`` run would equal the plain one; it is not trained again, and its rows are the plain run's.
 """
 from __future__ import annotations
 
@@ -47,11 +48,15 @@ RECONSTRUCTION = {  # model name -> flags of reconstruct.py
     "autoencoder": [], "features": [],
 }
 ONESTEP = {"_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],  # 99 calls per window
-           "_onestep10": ["--inference_skip_factor=10", "--reconstruction_mode=onestep"]}  # 10 calls
+           "_onestep10": ["--inference_skip_factor=10", "--reconstruction_mode=onestep"],  # 10 calls
+           "_path": ["--inference_skip_factor=1", "--reconstruction_mode=path"],  # 99 calls, no noise
+           "_path10": ["--inference_skip_factor=10", "--reconstruction_mode=path"]}  # 10 calls, no noise
+SETTING_LABELS = {"_onestep": ", onestep skip 1", "_onestep10": ", onestep skip 10", "_path": ", path skip 1",
+                  "_path10": ", path skip 10"}
 
 
 def onestep_suffix(model: str) -> str:
-    """A name's one-step suffix (``_onestep`` or ``_onestep10``), "" for a run reconstructed as trained."""
+    """A name's reconstruction-setting suffix (a key of ``ONESTEP``), "" for a run reconstructed as trained."""
     return next((suffix for suffix in ONESTEP if model.endswith(suffix)), "")
 
 
@@ -291,8 +296,7 @@ def model_label(model: str) -> str:
         return "fused: " + model_label(model.removeprefix(FUSED)) + " + features"
     label = FAMILY_LABELS[family(model)]
     if family(model) in DIFFUSION_FAMILIES:
-        label += {"_onestep": ", onestep skip 1", "_onestep10": ", onestep skip 10"}.get(onestep_suffix(model),
-                                                                                       ", plms skip 16")
+        label += SETTING_LABELS.get(onestep_suffix(model), ", plms skip 16")
     return label + (", carrier auto" if with_front_end(model) else "")
 
 
@@ -303,13 +307,15 @@ def fused_names(models: list[str]) -> list[str]:
 
 def model_names(with_plms: bool = False, with_ten_calls: bool = False) -> list[str]:
     """Every model of the benchmarks, each without and with the front end; the diffusion models in one-step
-    mode (and PLMS at skip 16 too with ``with_plms``, one-step at 10 calls with ``with_ten_calls``)."""
+    mode (and PLMS at skip 16 too with ``with_plms``, one-step
+    and the path at 10 calls and the path at 99 with ``with_ten_calls``)."""
     names = []
     for name in (*DIFFUSION_FAMILIES, "autoencoder", "features"):
         for carrier in ("", "_auto"):
             if name in DIFFUSION_FAMILIES:
                 names += ([f"{name}{carrier}_onestep"] + ([f"{name}{carrier}"] if with_plms else [])
-                          + ([f"{name}{carrier}_onestep10"] if with_ten_calls else []))
+                          + ([f"{name}{carrier}{suffix}" for suffix in ("_onestep10", "_path10", "_path")]
+                             if with_ten_calls else []))
             else:
                 names.append(f"{name}{carrier}")
     return names

@@ -73,6 +73,24 @@ def test_onestep_reconstruction_from_the_command_line_is_one_network_call_per_st
         assert np.isfinite(results["mse"]).all() and (results["mse"] > 0).all()
 
 
+def test_path_reconstruction_from_the_command_line_is_ten_calls_and_no_noise(family_runs, tmp_path):
+    """--reconstruction_mode=path at skip 10: 10 start points, 10 calls, and the seed changes nothing."""
+    data = make_processed(tmp_path / "data")
+    errors = []
+    for seed in (0, 7):
+        runs = tmp_path / f"seed{seed}"
+        run = copy_run(family_runs, "unet", runs)
+        out = run_cli("reconstruct.py", f"--output_dir={runs}", "--model_name=unet", "--reconstruction_mode=path",
+                      "--inference_skip_factor=10", f"--validation_h5file={data['Tone_val']}", "--first_n_val=4",
+                      "--batch_size=4", "--run_in=0", "--run_out=0", f"--seed={seed}")
+        recorded = reconstruction(run)
+        assert recorded["mode"] == "path" and recorded["start_points"] == START_POINTS[::10]
+        assert recorded["model_evaluations_per_signal"] == 10
+        assert "path: 10 start points, 10 model evaluations per signal" in out.stdout, out.stdout
+        errors.append(pd.read_csv(run / "ood" / "results_val.csv")[["mse", "lsd"]].to_numpy())
+    assert errors[0].shape == (40, 2) and np.array_equal(errors[0], errors[1])
+
+
 def test_score_py_scores_new_windows_on_a_onestep_run(headline):
     scores = pd.read_csv(headline["unet"] / "ood" / "scores_Noise_raw_data_test.csv")
     assert list(scores["filename"]) == [f"Noise_raw_data_test:{i}" for i in range(24)]  # every window, in order

@@ -12,6 +12,9 @@ Modes:
     plms     the paper's sampler (pseudo linear multi-step, Liu et al. 2022).
     ddim     deterministic DDIM steps (Song et al. 2021, eta = 0) over the same timesteps.
     onestep  one network call per start point: x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t).
+    path     no noise: x0's own deterministic DDIM path up through the start points (DDIM inversion,
+             one network call per start point, each step taken with the last call's epsilon) and the
+             one-step x0 prediction at each; the errors so carry no noise draw's variance.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from torch import nn
 
 from src.runtime import autocast
 
-MODES = ("plms", "ddim", "onestep")
+MODES = ("plms", "ddim", "onestep", "path")
+ONE_CALL_MODES = ("onestep", "path")  # one network call per start point
 
 
 def default_max_chains(device: torch.device) -> int:
@@ -98,6 +102,8 @@ def reconstruct_batched(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Te
     device = x0.device
     max_chains = max_chains or default_max_chains(device)
     start_t = torch.tensor(starts, device=device)
+    if mode == "path":
+        return _inversion_path(model, tables, x0.float() * b_scale, start_t, max_chains) / b_scale
     x = torch.stack([scheduler.add_noise(x0 * b_scale, n.to(device), torch.full((len(x0),), s, device=device))
                      for s, n in zip(starts, noise)]).float()
     if mode == "onestep":
@@ -133,3 +139,22 @@ def _predict_x0(tables: ScheduleTables, x: torch.Tensor, output: torch.Tensor, t
     abar = tables.alpha_bar(t)
     eps = tables.to_epsilon(output, x, abar)
     return (x - expand((1 - abar).sqrt(), x) * eps) / expand(abar.sqrt(), x)
+
+
+def _inversion_path(model: nn.Module, tables: ScheduleTables, x0: torch.Tensor, starts: torch.Tensor,
+                    max_chains: int) -> torch.Tensor:
+    """x0's DDIM inversion through ``starts`` (ascending) and the x0 prediction at each: [S, *x0.shape].
+
+    The first call treats x0 itself as the sample at the lowest start point (abar there is ~1); each
+    later point is reached by a DDIM step upward from the last prediction with the last epsilon.
+    """
+    sample, eps, predictions = x0[None], None, []
+    for index in range(len(starts)):
+        t = starts[index:index + 1]
+        abar = tables.alpha_bar(t)
+        if index:  # a DDIM step up from the last point: its x0 prediction and its epsilon
+            sample = expand(abar.sqrt(), sample) * predictions[-1][None] + expand((1 - abar).sqrt(), sample) * eps
+        output = call_model(model, sample, t, max_chains)
+        eps = tables.to_epsilon(output, sample, abar)
+        predictions.append(_predict_x0(tables, sample, output, t)[0])
+    return torch.stack(predictions)

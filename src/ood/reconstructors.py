@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from src.data.datasets import SignalDataset, make_loader
-from src.diffusion.engine import ScheduleTables, reconstruct_batched
+from src.diffusion.engine import ONE_CALL_MODES, ScheduleTables, reconstruct_batched
 from src.diffusion.latent import load_space
 from src.diffusion.multistart import model_evaluations, reconstruct, sample_noise, start_points
 from src.diffusion.schedulers import build_pndm_scheduler
@@ -49,7 +49,7 @@ class DiffusionReconstructor:
         self.scheduler = build_pndm_scheduler(config["scheduler"], num_inference_steps)
         self.tables = ScheduleTables(self.scheduler, device)
         self.starts = start_points(self.scheduler, inference_skip_factor)
-        evaluations = len(self.starts) if mode == "onestep" else model_evaluations(self.scheduler, self.starts)
+        evaluations = len(self.starts) if mode in ONE_CALL_MODES else model_evaluations(self.scheduler, self.starts)
         self.settings = {"mode": mode, "num_inference_steps": num_inference_steps,
                          "inference_skip_factor": inference_skip_factor, "start_points": self.starts,
                          "model_evaluations_per_signal": evaluations}
