@@ -11,8 +11,9 @@
 
 Every frame gets its own carrier offset, phase and SNR. Every model family is trained with its
 defaults, with the front end off and with ``--carrier_recovery=auto``, reconstructed in one-step
-mode (``--models`` may add PLMS: ``unet``, ``unet_auto``, ...; and one-step at 10 network calls,
-``unet_auto_onestep10``, printed with its paired difference to the 99-call run), and scored with its
+mode (``--models`` may add PLMS: ``unet``, ``unet_auto``, ...; one-step at 10 network calls,
+``unet_auto_onestep10``; the noise-free path, ``unet_auto_path10`` and ``unet_auto_path``: each printed
+with its paired difference to the 99-call one-step run), and scored with its
 default score; each reconstruction model is also fused with the feature baseline of the same front end
 (:mod:`src.ood.fusion`). The table reports mean and worst-family AUROC (frame-bootstrap interval)
 and the cost.
@@ -33,6 +34,7 @@ from benchmarks.synthetic_runs import (
     fused_names,
     model_label,
     model_names,
+    onestep_suffix,
     paired_difference,
     print_table,
     trained_model,
@@ -71,12 +73,17 @@ def main() -> None:
     differences = []
     for name in names:
         draw = Draw(Path(args.work_dir), name, REPORTED[name])
-        differences += [paired_difference(draw, model, model.replace("_onestep10", "_onestep")) for model in models
-                        if model.endswith("_onestep10") and draw.has(model)
-                        and draw.has(model.replace("_onestep10", "_onestep"))]
+        differences += [paired_difference(draw, model, reference(model)) for model in models
+                        if onestep_suffix(model) not in ("", "_onestep") and draw.has(model)
+                        and draw.has(reference(model))]
     if differences:
-        print("\n10 network calls against 99 (default score; paired frame bootstrap):")
+        print("\nthe other settings against one-step at 99 calls (default score; paired frame bootstrap):")
         print_table(differences)
+
+
+def reference(model: str) -> str:
+    """The 99-call one-step run another setting of the same trained model is compared with."""
+    return trained_model(model) + "_onestep"
 
 
 if __name__ == "__main__":
