@@ -120,16 +120,17 @@ class Oracle(torch.nn.Module):
 
 
 @pytest.mark.parametrize("spatial_dims", DIMS)
-@pytest.mark.parametrize("mode", ["ddim", "onestep"])
+@pytest.mark.parametrize("mode", ["ddim", "onestep", "path"])
 def test_an_ideal_denoiser_lands_on_the_image(spatial_dims, mode):
-    """Given the true noise, one step gives x0 back; a DDIM chain keeps that noise and its last step lands on
-    abar = 1 - beta_0 = 0.9985 (MONAI's set_alpha_to_one=False), not on 1. (Not PLMS: MONAI's skip_prk_steps
-    sampler, which the engine reproduces, calls the network one grid step off after its correction step, so
-    even the true noise does not land there; PLMS is held to MONAI's loop above instead.)"""
+    """Given the true noise, one step gives x0 back (and so does every point of the noise-free path); a DDIM
+    chain keeps that noise and its last step lands on abar = 1 - beta_0 = 0.9985 (MONAI's
+    set_alpha_to_one=False), not on 1. (Not PLMS: MONAI's skip_prk_steps sampler, which the engine
+    reproduces, calls the network one grid step off after its correction step, so even the true noise
+    does not land there; PLMS is held to MONAI's loop above instead.)"""
     scheduler, starts, x0, noise = setup(spatial_dims)
     recon = reconstruct_batched(Oracle(x0, scheduler.alphas_cumprod), scheduler, x0, starts, noise, mode=mode)
     final = 1 - 0.0015
-    expected = x0 if mode == "onestep" else final ** 0.5 * x0 + (1 - final) ** 0.5 * noise
+    expected = x0 if mode in ("onestep", "path") else final ** 0.5 * x0 + (1 - final) ** 0.5 * noise
     assert recon.shape == (len(starts), *x0.shape)
     assert (recon - expected).abs().max() < 1e-3
 
