@@ -5,14 +5,18 @@ Runs the toolkit's command lines as a user would, each in its own process, and p
 1. What the CPU reports about bf16 and what ``--precision auto`` chooses here (bench_flops's line).
 2. ``reconstruct.py`` end to end (wall time of the whole process, Python's start included) with
    ``--precision fp32`` and ``--precision auto``, alternated (fp32 first in odd rounds, auto first in even
-   ones), ``--rounds`` rounds, for one-step at skip 1 (99 network calls per window) and PLMS at skip 16,
+   ones), ``--rounds`` rounds, for one-step at skip 1 (99 network calls per window), PLMS at skip 16 and the
+   noise-free path at skip 10 (10 calls),
    on val, in and one out set; their ratio; the relative deviation ||e_auto - e_fp32|| / ||e_fp32|| of
    every error column of the results files; and, from the same files, the mean AUROC (in against out,
    the run's default score, calibrated on val) of both with its frame-bootstrap interval and the paired
    difference, and the val-against-in AUROC of both (two in-distribution sets: near 0.5 when the scores
    treat them alike).
 3. Training seconds per epoch of ``train_ddpm.py`` (its defaults: small UNet, batch 64) in fp32 and bf16,
-   alternated, each the median of the epochs after the first. Speed only: after a few epochs the weights it
+   alternated, each the median of the epochs after the first, on data of its own split as prep splits by
+   default (60/20/20 of ``--train_frames`` frames: 39 steps and 13 validation batches an epoch; an epoch of
+   the reconstruction data, 8 steps against 4 validation batches, is mostly the per-epoch work around them).
+   Speed only: after a few epochs the weights it
    validates (an EMA of decay 0.999, after a 100-step warm-up) are still close to their start, so their
    validation loss says nothing of bf16's effect on training (docs/benchmarks.md has 30-epoch runs).
 
@@ -56,6 +60,7 @@ ERROR_COLUMNS = ("mse", "mae", "env", "lsd", "ssim")
 SETTINGS = {  # name: reconstruct.py flags
     "onestep skip 1": ["--reconstruction_mode=onestep", "--inference_skip_factor=1"],
     "plms skip 16": ["--reconstruction_mode=plms", "--inference_skip_factor=16"],
+    "path skip 10": ["--reconstruction_mode=path", "--inference_skip_factor=10"],
 }
 EPOCH_LINE = re.compile(r" epoch \d+/\d+ ")
 
@@ -78,15 +83,17 @@ def run_command(command: list[str], env: dict[str, str]) -> tuple[float, list[tu
     return time.perf_counter() - started, lines
 
 
-def prepare_data(work: Path, families: list[str], env: dict[str, str]) -> Path:
-    """Synthetic windows of 256 samples at 20 dB, split by frame 50/25/25 (512/256/256 per family); reused."""
+def prepare_data(work: Path, families: list[str], env: dict[str, str], n_frames: int = 128,
+                 splits: tuple[float, float] = (0.25, 0.25)) -> Path:
+    """Synthetic windows of 256 samples at 20 dB (8 per frame of 2048), split by frame into train/val/test
+    (by default 50/25/25: 512/256/256 per family); reused."""
     processed = work / "data" / "processed" / "interferenceset_frame"
     if not all(set_file(processed, family, split).is_file() for family in families for split in ("train", "test")):
-        run_command(["-m", "src.data.synthetic", f"--out={work / 'data' / 'raw'}", "--n_frames=128",
+        run_command(["-m", "src.data.synthetic", f"--out={work / 'data' / 'raw'}", f"--n_frames={n_frames}",
                      "--frame_length=2048", "--snr_db=20", "--seed=0", f"--families={','.join(families)}"], env)
         run_command(["src/data/signal_trim_and_unpack.py", f"--data_root={work / 'data' / 'raw'}",
-                     f"--new_data_root={work / 'data' / 'processed'}", "--trim_length=256", "--val_split=0.25",
-                     "--test_split=0.25", "--normalize=rms", "--seed=0"], env)
+                     f"--new_data_root={work / 'data' / 'processed'}", "--trim_length=256",
+                     f"--val_split={splits[0]}", f"--test_split={splits[1]}", "--normalize=rms", "--seed=0"], env)
     return processed
 
 
@@ -131,7 +138,7 @@ def reconstruction_rounds(args, run: Path, files: dict, env: dict[str, str]) -> 
     {setting: {precision: ood folder}}, what auto said it chose)."""
     rows, folders, said = [], {}, ""
     for name, flags in SETTINGS.items():
-        first_n = args.onestep_n if name.startswith("onestep") else args.plms_n
+        first_n = args.plms_n if name.startswith("plms") else args.onestep_n
         folders[name] = {p: args.work_dir / "recon" / f"{name.replace(' ', '_')}_{p}" for p in ("fp32", "auto")}
         for index in range(args.rounds):
             order = ("fp32", "auto") if index % 2 == 0 else ("auto", "fp32")
@@ -228,6 +235,26 @@ def print_table(title: str, table: pd.DataFrame) -> None:
         print(table.to_string(index=False, formatters=formatters))
 
 
+def reconstruction_report(args, env: dict[str, str]) -> None:
+    """reconstruct.py in fp32 and auto, alternated: seconds, error deviations and AUROC (items 1-2 above)."""
+    data = args.data_dir or prepare_data(args.work_dir, [args.inside, args.out_family], env)
+    run = args.run_dir or train_run(args.work_dir, data, args.inside, args.run_epochs, env)
+    files = {"val": set_file(data, args.inside, "val"), "in": set_file(data, args.inside, "test"),
+             "out": set_file(data, args.out_family, "test")}
+    table, folders, said = reconstruction_rounds(args, run, files, env)
+    print(f"\nrun {run}; auto in reconstruct.py: {said or 'no line'}")
+    print_table("reconstruct.py end to end (seconds of the whole process, Python start included), alternated:",
+                table)
+    medians = table.groupby("setting", sort=False)["fp32/auto"].median()
+    print("median fp32/auto: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in medians.items()))
+    quality = [{"setting": name, "auto ran": recorded_precision(pair["auto"]),
+                **{f"dev {k}": v for k, v in error_deviation(pair["fp32"], pair["auto"]).items()},
+                **auroc_comparison(pair["fp32"], pair["auto"], args.n_bootstrap)} for name, pair in folders.items()]
+    print_table("errors, auto against fp32: relative deviation ||e_auto - e_fp32|| / ||e_fp32|| per column; mean "
+                "AUROC in vs out (default score, val calibrates; frame-bootstrap 95% intervals, paired difference); "
+                "val-vs-in AUROC", pd.DataFrame(quality))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", type=Path, default=Path("demo_out/bench_precision"))
@@ -248,6 +275,10 @@ def parse_args() -> argparse.Namespace:
                         help="epochs per timed training run, the first not counted (default: 4)")
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--skip_training", action="store_true", help="time reconstruction only")
+    parser.add_argument("--skip_reconstruction", action="store_true", help="time training only")
+    parser.add_argument("--train_frames", type=int, default=512,
+                        help="frames of 8 windows the training rounds use, split 60/20/20 as prep's default: 512 "
+                             "gives 39 training steps and 13 validation batches an epoch (default: %(default)s)")
     return parser.parse_args()
 
 
@@ -259,26 +290,14 @@ def main() -> None:
     env = subprocess_env(args.threads)
     started = time.perf_counter()
     print_header(args.threads)
-    data = args.data_dir or prepare_data(args.work_dir, [args.inside, args.out_family], env)
-    run = args.run_dir or train_run(args.work_dir, data, args.inside, args.run_epochs, env)
-    files = {"val": set_file(data, args.inside, "val"), "in": set_file(data, args.inside, "test"),
-             "out": set_file(data, args.out_family, "test")}
-    table, folders, said = reconstruction_rounds(args, run, files, env)
-    print(f"\nrun {run}; auto in reconstruct.py: {said or 'no line'}")
-    print_table("reconstruct.py end to end (seconds of the whole process, Python start included), alternated:",
-                table)
-    medians = table.groupby("setting", sort=False)["fp32/auto"].median()
-    print("median fp32/auto: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in medians.items()))
-    quality = [{"setting": name, "auto ran": recorded_precision(pair["auto"]),
-                **{f"dev {k}": v for k, v in error_deviation(pair["fp32"], pair["auto"]).items()},
-                **auroc_comparison(pair["fp32"], pair["auto"], args.n_bootstrap)} for name, pair in folders.items()]
-    print_table("errors, auto against fp32: relative deviation ||e_auto - e_fp32|| / ||e_fp32|| per column; mean "
-                "AUROC in vs out (default score, val calibrates; frame-bootstrap 95% intervals, paired difference); "
-                "val-vs-in AUROC", pd.DataFrame(quality))
+    if not args.skip_reconstruction:
+        reconstruction_report(args, env)
     if not args.skip_training:
-        training = training_rounds(args, data, env)
-        print_table(f"train_ddpm.py defaults (small UNet, batch 64), {args.train_epochs} epochs per run: seconds per "
-                    "epoch (median after the first)", training)
+        training_data = prepare_data(args.work_dir / "training", [args.inside], env, args.train_frames, (0.2, 0.2))
+        training = training_rounds(args, training_data, env)
+        print_table(f"train_ddpm.py defaults (small UNet, batch 64) on {args.train_frames} frames split 60/20/20 "
+                    f"(prep's default), {args.train_epochs} epochs per run: seconds per epoch (median after the first)",
+                    training)
         print(f"median fp32/bf16 per epoch: {training['fp32/bf16'].median():.2f}x")
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
 
