@@ -146,8 +146,8 @@ def _inversion_path(model: nn.Module, tables: ScheduleTables, x0: torch.Tensor, 
     """x0's DDIM inversion through ``starts`` (ascending) and the x0 prediction at each: [S, *x0.shape].
 
     The first call treats x0 itself as the sample at the lowest start point (abar 0.98 at t = 10 with the
-    default schedule); each
-    later point is reached by a DDIM step upward from the last prediction with the last epsilon.
+    default schedule); each later point is reached by a DDIM step upward from the last prediction with
+    the last epsilon.
     """
     sample, eps, predictions = x0[None], None, []
     for index in range(len(starts)):
