@@ -34,9 +34,9 @@ from benchmarks.synthetic_runs import (
     fused_names,
     model_label,
     model_names,
-    onestep_suffix,
     paired_difference,
     print_table,
+    setting_suffix,
     trained_model,
 )
 
@@ -74,7 +74,7 @@ def main() -> None:
     for name in names:
         draw = Draw(Path(args.work_dir), name, REPORTED[name])
         differences += [paired_difference(draw, model, reference(model)) for model in models
-                        if onestep_suffix(model) not in ("", "_onestep") and draw.has(model)
+                        if setting_suffix(model) not in ("", "_onestep") and draw.has(model)
                         and draw.has(reference(model))]
     if differences:
         print("\nthe other settings against one-step at 99 calls (default score; paired frame bootstrap):")

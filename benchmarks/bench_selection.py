@@ -40,8 +40,8 @@ from benchmarks.synthetic_runs import (
     fused_names,
     model_label,
     model_names,
-    onestep_suffix,
     print_table,
+    setting_suffix,
     trained_model,
     with_front_end,
 )
@@ -78,7 +78,7 @@ FUSED_MODELS = {model: model_label(model) for model in fused_names(list(MODELS))
 # The runs the score candidates are ranked on: each diffusion family as trained (PLMS) and in one-step mode at
 # 99 calls; the other settings (10 calls, the noise-free path) are scored with the default score only.
 DIFFUSION = [model for model in MODELS
-             if family(model) in DIFFUSION_FAMILIES and onestep_suffix(model) in ("", "_onestep")]
+             if family(model) in DIFFUSION_FAMILIES and setting_suffix(model) in ("", "_onestep")]
 
 
 SNR_AWARE = (False, True)  # each candidate plain and SNR-aware (errors moved to val's mean SNR, src.ood.snr_adjust)

@@ -47,7 +47,7 @@ RECONSTRUCTION = {  # model name -> flags of reconstruct.py
     "ldm": ["--inference_skip_factor=16"],
     "autoencoder": [], "features": [],
 }
-ONESTEP = {"_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],  # 99 calls per window
+SETTINGS = {"_onestep": ["--inference_skip_factor=1", "--reconstruction_mode=onestep"],  # 99 calls per window
            "_onestep10": ["--inference_skip_factor=10", "--reconstruction_mode=onestep"],  # 10 calls
            "_path": ["--inference_skip_factor=1", "--reconstruction_mode=path"],  # 99 calls, no noise
            "_path10": ["--inference_skip_factor=10", "--reconstruction_mode=path"]}  # 10 calls, no noise
@@ -55,14 +55,14 @@ SETTING_LABELS = {"_onestep": ", onestep skip 1", "_onestep10": ", onestep skip 
                   "_path10": ", path skip 10"}
 
 
-def onestep_suffix(model: str) -> str:
-    """A name's reconstruction-setting suffix (a key of ``ONESTEP``), "" for a run reconstructed as trained."""
-    return next((suffix for suffix in ONESTEP if model.endswith(suffix)), "")
+def setting_suffix(model: str) -> str:
+    """A name's reconstruction-setting suffix (a key of ``SETTINGS``), "" for a run reconstructed as trained."""
+    return next((suffix for suffix in SETTINGS if model.endswith(suffix)), "")
 
 
 def trained_model(model: str) -> str:
     """The run a model name's checkpoint comes from: ``unet_onestep`` reconstructs the ``unet``."""
-    return model.removesuffix(onestep_suffix(model))
+    return model.removesuffix(setting_suffix(model))
 
 
 def family(model: str) -> str:
@@ -182,7 +182,7 @@ class Draw:
                 self.copy_run(trained_model(model), model)
             if (self.runs / model / "ood" / f"results_{self.spec['outs'][-1]}.csv").is_file():
                 continue
-            flags = ONESTEP.get(onestep_suffix(model), RECONSTRUCTION[family(model)])
+            flags = SETTINGS.get(setting_suffix(model), RECONSTRUCTION[family(model)])
             self.timed(f"reconstruct {model}", "reconstruct.py", f"--output_dir={self.runs}", f"--model_name={model}",
                        *sets, *flags)
 
@@ -296,7 +296,7 @@ def model_label(model: str) -> str:
         return "fused: " + model_label(model.removeprefix(FUSED)) + " + features"
     label = FAMILY_LABELS[family(model)]
     if family(model) in DIFFUSION_FAMILIES:
-        label += SETTING_LABELS.get(onestep_suffix(model), ", plms skip 16")
+        label += SETTING_LABELS.get(setting_suffix(model), ", plms skip 16")
     return label + (", carrier auto" if with_front_end(model) else "")
 
 
