@@ -91,12 +91,12 @@ def call_model(model: nn.Module, chains: torch.Tensor, t: torch.Tensor, max_chai
 
 @torch.inference_mode()
 def reconstruct_batched(model: nn.Module, scheduler: PNDMScheduler, x0: torch.Tensor, starts: list[int],
-                        noise: torch.Tensor, b_scale: float = 1.0, mode: str = "plms",
+                        noise: torch.Tensor | None, b_scale: float = 1.0, mode: str = "plms",
                         max_chains: int | None = None, tables: ScheduleTables | None = None) -> torch.Tensor:
     """Reconstruct ``x0`` from every start point in ``starts`` (ascending); returns [S, *x0.shape].
 
     ``x0`` is [B, C, L] (signals), [B, C, H, W] (images) or [B, C, H, W, D] (volumes); ``noise`` [S, *x0.shape]
-    is the noise of each start point, as in the plain method.
+    is the noise of each start point, as in the plain method (unused, and may be None, in ``path`` mode).
     """
     tables = tables or ScheduleTables(scheduler, x0.device)
     device = x0.device

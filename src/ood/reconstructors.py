@@ -64,7 +64,7 @@ class DiffusionReconstructor:
     def reconstructions(self, x0: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Each signal of ``x0`` [B, ...] rebuilt from every start point: [n_starts, B, ...]."""
         z0 = self.space.encode(x0)
-        noise = sample_noise(indices, len(self.starts), tuple(z0.shape[1:]), self.seed)
+        noise = None if self.mode == "path" else sample_noise(indices, len(self.starts), tuple(z0.shape[1:]), self.seed)
         if self.plms_history == "carry":  # the research code's loop: one scheduler, history carried over
             latents = reconstruct(self.model, self.scheduler, z0, self.starts, noise, self.b_scale, reset_history=False)
         else:
