@@ -100,9 +100,8 @@ def integrate(scores: pd.Series, units: pd.Series | None, k: int, pool: Pool | N
     kept = kept.assign(group_id=kept["frame"] + "/" + first.astype(str) + f"+{k}")
     grouped = kept.groupby("group_id", sort=False)
     members = pd.Series(kept["group_id"].to_numpy(), index=kept["id"].to_numpy())
-    group_scores = grouped["score"].mean()
-    if pool is not None and len(members):
-        group_scores = pool(members).reindex(group_scores.index)
+    pooled = pool is not None and len(members)
+    group_scores = pool(members).reindex(grouped.size().index) if pooled else grouped["score"].mean()
     return Integrated(k, group_scores.rename("integrated"), grouped["frame"].first(), members, grouped["id"].last(),
                       int((~complete).sum()))
 
