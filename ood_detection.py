@@ -13,8 +13,8 @@ runs, the AUROC table is also written as <output_dir>/ood_comparison_<metrics>_<
 Where the results record each signal's SNR (synthetic data made with --snr_db LO:HI), it also prints
 AUROC, Pd at Pfa 1% and 5% and FPR@95TPR per SNR bin (--snr_bin dB wide) and writes them as
 snr_<metrics>_<score>.csv. --integrate K scores decisions over K consecutive windows of a frame (the score
-of their mean log errors) instead of single windows; the files' suffix then ends in _k<K>. --fuse_with=RUN adds
-each run fused with RUN (e.g. the feature baseline): metrics_fused_<RUN>.csv.
+of their mean log errors, fitted on val's K-window means) instead of single windows; the files' suffix then
+ends in _k<K>. --fuse_with=RUN adds each run fused with RUN (e.g. the feature baseline): metrics_fused_<RUN>.csv.
 """
 from src.cli import Parser, comma_list, flag, options_from, positive_float, run_main, setup_logging
 from src.ood.detection_stage import DetectionJob, detect

@@ -1,12 +1,15 @@
-"""How to decide over K windows: the score of their mean log errors against the mean of their scores.
+"""How to decide over K windows: the score of their mean log errors (fitted on which val statistic) or the mean of
+their scores.
 
-``--integrate K`` decides over K consecutive windows of a frame. Two ways to combine them were put to
-the selection rule (:mod:`benchmarks.bench_selection`'s draws A-D, which share nothing with the
-reported data): the mean of the K per-window scores, and the detector's score of the K windows' mean
-log errors (their mean ``bands`` features, :mod:`src.ood.decisions`). Every diffusion run of every
-draw (UNet, WaveNet and LDM, one-step, front end off and auto) is scored once with its default score;
-for K = 2, 4 and 8 each way gives the mean AUROC over the out families; the rule takes the way with the
-best mean over draws, runs and K, ties broken by the worst family. Reads results only.
+``--integrate K`` decides over K consecutive windows of a frame. Three ways to combine them are put to
+the selection rule (:mod:`benchmarks.bench_selection`'s draws A-D and Q, which share nothing with the
+reported data; :data:`src.ood.detection_stage.INTEGRATION_WAYS`): the mean of the K per-window scores;
+the detector's score of the K windows' mean log errors (their mean ``bands`` features) with the score
+fitted on val's single windows; and the same score fitted on val's K-window means, the statistic it
+then scores (:meth:`src.ood.detector.Detector.for_groups`). Every diffusion run of every draw (UNet,
+WaveNet and LDM, one-step, front end off and auto) is scored once with its default score; for K = 2, 4
+and 8 each way gives the mean AUROC over the out families; the rule takes the way with the best mean
+over draws, runs and K, ties broken by the worst family. Reads results only.
 
     python -m benchmarks.bench_integration --work_dir=demo_out/selection
     python -m benchmarks.bench_integration --work_dir=demo_out/selection --report=demo_out/hard/hard:unet_auto_onestep
@@ -24,12 +27,10 @@ import pandas as pd
 from benchmarks.bench_selection import DRAWS
 from benchmarks.synthetic_runs import DIFFUSION_FAMILIES
 from src.cli import comma_list, run_main
-from src.ood.detection_stage import decision_view, score_run
+from src.ood.detection_stage import INTEGRATION_WAYS, decision_view, score_run
 from src.ood.detector import ScoreOptions
 from src.ood.evaluation import auroc_table
 from src.ood.ood_folder import OodFolder
-
-WAYS = {"mean of scores": False, "score of mean log errors": True}
 
 
 def run_rows(ood: Path, draw: str, run: str, ks: list[int]) -> list[dict]:
@@ -37,8 +38,8 @@ def run_rows(ood: Path, draw: str, run: str, ks: list[int]) -> list[dict]:
     scored = score_run(OodFolder(ood), ScoreOptions(None, None))
     rows = []
     for k in ks:
-        for way, pooled in WAYS.items():
-            scores, _, _ = decision_view(scored, k, pooled)
+        for way in INTEGRATION_WAYS:
+            scores, _, _ = decision_view(scored, k, way)
             table = auroc_table(scores["in"], {name: scores[name] for name in scored.outs})
             rows.append({"draw": draw, "run": run, "K": k, "way": way, "mean": table["mean"],
                          "worst": table.drop("mean").min()})
@@ -72,7 +73,8 @@ def main() -> None:
     print(f"Selection draws: mean AUROC over the out families, {len(runs)} runs\n")
     print(wide.to_string(float_format=lambda value: f"{value:.3f}"))
     rule = rows.groupby("way")[["mean", "worst"]].mean().sort_values(["mean", "worst"], ascending=False)
-    print("\nThe rule (mean over draws, runs and K = 2, 4, 8; ties: the worst family):")
+    print("\nWays: " + "; ".join(f"{key}: {text}" for key, text in INTEGRATION_WAYS.items()))
+    print("The rule (mean over draws, runs and K = 2, 4, 8; ties: the worst family):")
     print(rule.to_string(float_format=lambda value: f"{value:.4f}"))
     print(f"chosen: {rule.index[0]}")
     for spec in args.report:

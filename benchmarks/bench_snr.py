@@ -5,9 +5,9 @@
 
 The run is scored once, as ood_detection.py scores it (its default score unless the score flags say
 otherwise; fitted on val alone); then for each K the decisions over K consecutive windows of a frame
-(``ood_detection.py --integrate K``: the score of their mean log errors; a frame's tail of fewer than K windows
-is left out) are scored per SNR bin (``--snr_bin`` dB, the generator's SNR that the results record)
-as ood_detection.py's per-SNR table does: the in set's decisions of the bin against each out
+(``ood_detection.py --integrate K``: the score of their mean log errors, fitted on val's K-window means; a
+frame's tail of fewer than K windows is left out) are scored per SNR bin (``--snr_bin`` dB, the generator's SNR
+that the results record) as ood_detection.py's per-SNR table does: the in set's decisions of the bin against each out
 family's decisions of the same bin. Prints one table (rows: family and SNR bin, then the family over
 all SNRs; columns: K), the in-set decisions per bin for each K, and the demo-snr targets (issue 24):
 OFDM at least 0.95 in every bin per window, every family at least 0.90 per window at 10-20 dB and at

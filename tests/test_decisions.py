@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
+from sklearn.covariance import LedoitWolf
 
 from conftest import assert_one_line_error, run_cli, run_inline
 from src.errors import UserError
@@ -142,17 +143,50 @@ def test_the_pooled_integrated_threshold_holds_its_false_alarm_rate_on_fresh_in_
     rng = np.random.default_rng(4)
     val = correlated_results(rng, 1000, 16, "val")
     detector = fit_detector(val, ["mse", "mae"], "mahalanobis", snr_aware=False)
+    grouped = detector.for_groups(8)
     crossfit = detector.crossfit_val_scores()
     decider, _ = fit_decider(crossfit, detector.val_units, None, 0.05, per_band=False, width=5.0, k=8,
-                             pool=lambda members: detector.crossfit_val_scores(members=members))
+                             pool=lambda members: grouped.crossfit_val_scores(members=members))
     fresh = correlated_results(rng, 5000, 8, "fresh")
-    logs = detector.frame_logs(fresh, "fresh")
+    logs = grouped.frame_logs(fresh, "fresh")
     units = fresh.groupby("filename")["frame"].first()
-    groups = integrate(detector.score_logs(logs), units, 8, lambda members: detector.pooled(logs, members))
+    groups = integrate(grouped.score_logs(logs), units, 8, lambda members: grouped.pooled(logs, members))
     assert len(groups.scores) == 5000
     rate = np.mean(groups.scores.to_numpy() > decider.int_threshold)
     bound = 3.5 * np.sqrt(0.05 * 0.95 * (1 / 5000 + 1 / 2000))
     assert abs(rate - 0.05) <= bound, (rate, bound)
+
+
+def test_the_k_window_detector_is_fitted_on_val_group_means_and_cross_fitted_on_them():
+    """zmean on one feature (mse at t = 10): fitted on val's 8-window mean log errors, its mean and sd are those of
+    the groups' geometric mean errors computed here by hand. Cross-fitted Mahalanobis distances of held-out groups
+    in 4 dimensions have mean about 4 when each fold is fitted on group means (the statistic scored); fitted on
+    single windows, whose variance 0.25 + 1 is 3.3 times the means' 0.25 + 1 / 8, they would average about
+    4 / 3.3 = 1.2."""
+    rng = np.random.default_rng(6)
+    val = correlated_results(rng, 200, 16, "val")
+    grouped = fit_detector(val, ["mse"], "zmean", max_t=10, snr_aware=False).for_groups(8)
+    table = val[val["t"] == 10].set_index("filename")
+    order = table.index.str.rsplit(":", n=1).str[-1].astype(int)
+    windows = table["mse"].to_numpy()[np.argsort(order)].reshape(400, 8)  # zmean reads errors: geometric means
+    geometric = np.exp(np.log(windows).mean(axis=1))
+    assert grouped.scorer.mean[0] == pytest.approx(geometric.mean())
+    assert grouped.scorer.std[0] == pytest.approx(geometric.std(ddof=1))
+    assert grouped.val_members.nunique() == 400
+    distances = fit_detector(val, ["mse", "mae"], "mahalanobis", snr_aware=False).for_groups(8).crossfit_val_scores()
+    assert len(distances) == 400 and 3.3 < distances.mean() < 4.8
+
+
+def test_with_fewer_val_groups_than_half_the_dimensions_the_k_window_score_is_fitted_on_single_windows(caplog):
+    """pooled on 2 metrics has 2 dimensions, so it needs 10 groups (two per cross-fitting fold): 9 frames of 8
+    windows give 9 groups at K = 8 and the per-window detector itself, 18 at K = 4 a detector fitted on them."""
+    val = correlated_results(np.random.default_rng(7), 9, 8, "val")
+    detector = fit_detector(val, ["mse", "mae"], "pooled", snr_aware=False)
+    with caplog.at_level(logging.INFO, logger="rfood"):
+        assert detector.for_groups(8) is detector
+    assert any("fitted on single val windows: val holds 9 groups of 8, fewer than the 10" in record.message
+               for record in caplog.records)
+    assert detector.for_groups(4).val_members.nunique() == 18
 
 
 def test_no_val_group_is_a_user_error():
@@ -260,16 +294,20 @@ def test_ood_detection_integrate_scores_the_mean_log_errors_of_8_consecutive_win
     assert json.loads((ood / f"auroc_{suffix}.json").read_text())["integrate"] == 8
     detector = fit_detector(pd.read_csv(ood / "results_val.csv"))
 
-    def by_hand(name: str) -> tuple[np.ndarray, np.ndarray]:  # windows 0-7 of each 12-window frame; 8-11 left out
+    def group_means(name: str) -> np.ndarray:  # windows 0-7 of each 12-window frame; 8-11 left out
         frame = pd.read_csv(ood / f"results_{name}.csv")
         table = frame.pivot_table(index="filename", columns="t", values=DEFAULT_METRICS)  # [window, (metric, t)]
-        table = table[[(metric, t) for metric in DEFAULT_METRICS for t in detector.ts]]
+        table = table[[(metric, t) for metric in DEFAULT_METRICS for t in (10, 20)]]
         index = table.index.str.rsplit(":", n=1).str[-1].astype(int).to_numpy()
         logs = np.log(table.to_numpy())[index % 12 < 8]  # no SNR column: the errors are not moved
-        means = pd.DataFrame(logs).groupby(index[index % 12 < 8] // 12).mean().to_numpy()
-        return detector.score_frame(frame, name).to_numpy(), detector.scorer(np.exp(means))
+        return pd.DataFrame(logs).groupby(index[index % 12 < 8] // 12).mean().to_numpy()
 
-    (in_windows, in_groups), (out_windows, out_groups) = by_hand("in"), by_hand("Out")
+    # bands with 2 start points: each band is one t, so the features are the log errors; Ledoit-Wolf Mahalanobis
+    # fitted on val's 40 group means
+    fitted = LedoitWolf().fit(group_means("val"))
+    in_groups, out_groups = fitted.mahalanobis(group_means("in")), fitted.mahalanobis(group_means("Out"))
+    in_windows, out_windows = (detector.score_frame(pd.read_csv(ood / f"results_{name}.csv"), name).to_numpy()
+                               for name in ("in", "Out"))
     assert len(in_groups) == 40
     assert metrics.loc["Out", "AUROC"] == pytest.approx(auroc(in_groups, out_groups), abs=1e-4)
     assert metrics.loc["Out", "AUROC"] > auroc(in_windows, out_windows) + 0.1

@@ -15,8 +15,9 @@ from test_field import HIT, INTERFERER, N_WINDOWS, RATE, WINDOW, tone_stream, wi
 
 from conftest import assert_one_line_error, run_inline, run_ok, tiny_tone_run
 from src.dsp import blind_snr_db
-from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector
+from src.ood.detector import DEFAULT_METRICS, DEFAULT_SCORE, fit_detector, metric_groups
 from src.ood.ood_folder import read_results
+from src.ood.score_functions import fit_score
 
 BATCH, PER_FRAME, CENTRE = 8, 4, 2.4e9
 
@@ -61,8 +62,8 @@ def in_window_order(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_integrate_scores_each_frames_window_pairs_by_their_mean_log_errors_against_their_own_threshold(run):
     """--integrate 2 on frames of 4 windows: groups (0, 1), (2, 3), ... The integrated score sits on each group's
-    second row: the detector's score of the pair's mean log errors (not the mean of the two scores); its threshold
-    is the 0.8 quantile of the cross-fitted val pairs scored the same way."""
+    second row: the score of the pair's mean log errors (not the mean of the two scores), fitted on val's pairs'
+    mean log errors; its threshold is the 0.8 quantile of the cross-fitted val pairs scored the same way."""
     score(run, f"--input={run['data']['Tone_test']}", "--fpr=0.2", "--integrate=2")
     table = pd.read_csv(run["run"] / "ood" / "scores_Tone_raw_data_test.csv")
     assert list(table.columns) == ["filename", "score", "threshold", "ood", "snr_est_db", "score_int",
@@ -70,13 +71,17 @@ def test_integrate_scores_each_frames_window_pairs_by_their_mean_log_errors_agai
     detector = fit_detector(read_results(run["run"] / "ood" / "results_val.csv"), DEFAULT_METRICS, DEFAULT_SCORE)
     logs = in_window_order(detector.frame_logs(read_results(run["run"] / "ood" / "results_in.csv"), "in"))
     np.testing.assert_allclose(table["score"], detector.score_logs(logs), rtol=1e-5)  # the same windows' errors
-    pairs = detector.scorer(np.exp(logs.to_numpy().reshape(-1, 2, logs.shape[1]).mean(axis=1)))
+    val_logs = in_window_order(detector.frame_logs(read_results(run["run"] / "ood" / "results_val.csv"), "val"))
+    pair_means = [np.exp(frame.to_numpy().reshape(-1, 2, frame.shape[1]).mean(axis=1)) for frame in (val_logs, logs)]
+    pairs = fit_score(DEFAULT_SCORE, pair_means[0], metric_groups(detector.val_features, detector.metrics))(
+        pair_means[1])
     np.testing.assert_allclose(table["score_int"].to_numpy()[1::2], pairs, rtol=1e-5)
+    assert not np.allclose(pairs, detector.scorer(pair_means[1]), rtol=1e-3)  # not the single-window fit
     assert not np.allclose(pairs, table["score"].to_numpy().reshape(-1, 2).mean(axis=1), rtol=1e-3)
     assert table["score_int"].iloc[0::2].isna().all() and table["ood_int"].iloc[0::2].isna().all()
     val_ids = crossfit(run).index  # val windows in frame order, 4 per frame
     members = pd.Series([f"pair{i // 2}" for i in range(len(val_ids))], index=val_ids)
-    val_pairs = detector.crossfit_val_scores(members=members)
+    val_pairs = detector.for_groups(2).crossfit_val_scores(members=members)
     assert len(val_pairs) == len(val_ids) // 2
     assert table["threshold_int"].iloc[1] == pytest.approx(np.quantile(val_pairs, 0.8), rel=1e-5)
     assert (table["ood_int"].iloc[1::2] == (table["score_int"] > table["threshold_int"]).iloc[1::2]).all()

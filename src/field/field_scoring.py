@@ -231,6 +231,10 @@ class Scorer:
     device: torch.device
     with_psd: bool = False
     decider: Decider | None = None  # per-band and integrated thresholds (None: ``threshold`` for every window)
+    grouped: Detector | None = None  # --integrate K: the K-window detector (Detector.for_groups; None: ``detector``)
+
+    def __post_init__(self) -> None:
+        self.grouped = self.detector if self.grouped is None else self.grouped
 
     def __call__(self, batch: Batch, stem: str) -> BatchResult:
         x0 = torch.from_numpy(batch.iq).to(self.device)
@@ -345,7 +349,7 @@ def score_recording(recording: Recording, scorer: Scorer, options: FieldOptions,
     integrator = None
     if options.integrate > 1 and scorer.decider is not None:
         per_frame = recording.windows_per_frame(options.window, options.hop) if recording.frame_length else None
-        integrator = StreamIntegrator(options.integrate, per_frame, scorer.detector.score_mean)
+        integrator = StreamIntegrator(options.integrate, per_frame, scorer.grouped.score_mean)
     started = time.perf_counter()
     total = last_sample(recording, options, n_windows)
     with progress(None, f"score {recording.path.name}", total=total, unit="sample", unit_scale=True,

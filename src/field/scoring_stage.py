@@ -49,13 +49,12 @@ from src.field.field_scoring import (
 )
 from src.field.localisation import BAND_Z, SpectralBaseline, val_differences
 from src.ood.decisions import SNR_BAND_DB, Decider, Pool, fit_decider, integrate
-from src.ood.detector import Detector, ScoreOptions
+from src.ood.detector import CROSSFIT_FOLDS, Detector, ScoreOptions
 from src.ood.ood_folder import SNR_EST_COLUMN, OodFolder, as_written, read_results, write_table
 from src.ood.reconstructors import build_reconstructor, reconstruct_set, scoring_precision
 from src.run import Run
 
 log = logging.getLogger("rfood")
-CROSSFIT_FOLDS = 5
 INPUT_KINDS = "--input takes processed h5, *_raw_data.h5, .sigmf-meta or .npy files"
 
 
@@ -119,10 +118,11 @@ def detector_threshold(detector: Detector, fpr: float) -> tuple[float, float, in
     return threshold, achieved, len(val_scores)
 
 
-def decide(detector: Detector, val: pd.DataFrame, job: ScoringJob) -> tuple[Decider, str, int]:
+def decide(detector: Detector, grouped: Detector, val: pd.DataFrame, job: ScoringJob) -> tuple[Decider, str, int]:
     """score.py's decisions from the cross-fitted val scores: the pooled threshold at --fpr (as
-    :func:`detector_threshold`) or one per SNR band at --pfa, and with --integrate K the integrated one
-    (:mod:`src.ood.decisions`). Also the summary's threshold text and the number of val windows."""
+    :func:`detector_threshold`) or one per SNR band at --pfa, and with --integrate K the integrated one from
+    ``grouped``, the K-window detector (:mod:`src.ood.decisions`). Also the summary's threshold text and the number
+    of val windows."""
     per_band = job.pfa is not None
     target = job.pfa if per_band else job.fpr
     crossfit = detector.crossfit_val_scores(folds=CROSSFIT_FOLDS, seed=0)
@@ -136,7 +136,7 @@ def decide(detector: Detector, val: pd.DataFrame, job: ScoringJob) -> tuple[Deci
         val_snr = val.groupby("filename")[SNR_EST_COLUMN].first()
     k = job.integrate
     decider, band_achieved = fit_decider(crossfit, detector.val_units, val_snr, target, per_band, job.snr_band, k,
-                                         partial(detector.crossfit_val_scores, CROSSFIT_FOLDS, 0))
+                                         partial(grouped.crossfit_val_scores, CROSSFIT_FOLDS, 0))
     tail = (f"{decider.bands.describe()}, val FPR {band_achieved:.4f}" if per_band else
             f"threshold {threshold:.6g}, target FPR {job.fpr:g}, val FPR {achieved:.4f}")
     if k > 1:
@@ -363,7 +363,7 @@ def score_processed(dataset: SignalDataset, scorer: Scorer, job: ScoringJob, tar
     detector = scorer.detector
     logs = detector.frame_logs(as_written(frame), f"input {dataset.path.name}")
     table = score_table(detector.score_logs(logs), dataset.ids, scorer.decider, snr, dataset.units,
-                        partial(detector.pooled, logs))
+                        partial(scorer.grouped.pooled, logs))
     if shared_write is not None:
         shared_write(table)
     else:
@@ -409,7 +409,8 @@ def score_inputs(job: ScoringJob, dist: Dist) -> None:
     settings = val_settings(folder, config)
     val = load_val(run, folder, settings)
     detector = job.scoring.for_run(settings).fit(val)
-    decider, tail, n_val = decide(detector, val, job)
+    grouped = detector.for_groups(job.integrate)
+    decider, tail, n_val = decide(detector, grouped, val, job)
     threshold = decider.threshold
     signal_length = int(config["data"]["signal_length"])
     paths = [Path(path) for path in job.input]
@@ -444,7 +445,7 @@ def score_inputs(job: ScoringJob, dist: Dist) -> None:
                                   data.carrier_order)
                 if localise and streaming else None)
     scorer = Scorer(reconstructor, detector, threshold, baseline, job.band_z, dist.device, with_psd=job.plot,
-                    decider=decider)
+                    decider=decider, grouped=grouped)
     summaries = score_all(job, inputs, scorer, options, folder, dist, tail)
     if not dist.is_main:
         return

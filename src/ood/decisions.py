@@ -106,6 +106,11 @@ def integrate(scores: pd.Series, units: pd.Series | None, k: int, pool: Pool | N
                       int((~complete).sum()))
 
 
+def window_groups(ids: pd.Index, units: pd.Series | None, k: int) -> pd.Series:
+    """Window id -> group id of the groups :func:`integrate` makes of the windows ``ids`` (``units``: their frames)."""
+    return integrate(pd.Series(0.0, index=ids), units, k).members
+
+
 def integrated_sets(scores: dict[str, pd.Series], units: dict[str, pd.Series | None], k: int,
                     pools: dict[str, Pool] | None = None) -> dict[str, Integrated]:
     """:func:`integrate` for every set (``pools``: each set's, else the mean score); refuses a set that gives no group

@@ -130,17 +130,25 @@ def per_snr(folder: OodFolder, suffix: str, scores: dict[str, pd.Series], snrs: 
     return table
 
 
+# How decide over K windows combines them (src.ood.decisions): the default, and the alternatives it was chosen against
+# in benchmarks/bench_integration.py.
+INTEGRATION_WAYS = {
+    "groups": "the score of their mean log errors, fitted on val's K-window means",
+    "windows": "the score of their mean log errors, fitted on val's single windows",
+    "mean": "the mean of their scores",
+}
+
+
 def decision_view(scored: ScoredRun, k: int,
-                  pooled: bool = True) -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
+                  way: str = "groups") -> tuple[dict[str, pd.Series], pd.Series, dict[str, pd.Series | None]]:
     """Every set's scores, the in and out scores' frames (for the bootstrap) and their SNRs (where recorded): of
-    single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame (the score of their mean log
-    errors, :mod:`src.ood.decisions`; ``pooled`` False: the mean of their scores, the alternative it was chosen
-    against in benchmarks/bench_integration.py)."""
+    single windows for ``k`` = 1, else of groups of ``k`` consecutive windows of a frame, combined the
+    :data:`INTEGRATION_WAYS` ``way``."""
     snrs = {name: signal_snrs(frame) for name, frame in scored.frames.items()}
     if k == 1:
         return scored.scores, scored.units, snrs
-    pools = ({name: partial(scored.detector.pooled, logs) for name, logs in scored.logs.items()} if pooled
-             else None)
+    detector = scored.detector.for_groups(k) if way == "groups" else scored.detector
+    pools = None if way == "mean" else {name: partial(detector.pooled, logs) for name, logs in scored.logs.items()}
     groups = integrated_sets(scored.scores, {name: signal_units(frame) for name, frame in scored.frames.items()}, k,
                              pools)
     scores = {name: group.scores.rename(name) for name, group in groups.items()}
@@ -160,7 +168,8 @@ def evaluate_run(output_dir: str, model_name: str, options: ScoreOptions, n_boot
     suffix = options.suffix + (f"_k{integrate}" if integrate > 1 else "")
     table = metrics_table(scores["in"], {name: scores[name] for name in out_names}, n_bootstrap, seed, units)
     method = method_line(model_name, settings, detector) + (
-        f"; decisions over {integrate} consecutive windows of a frame (score of their mean log errors)"
+        f"; decisions over {integrate} consecutive windows of a frame (score of their mean log errors, fitted on "
+        f"val's {integrate}-window means)"
         if integrate > 1 else "")
     write_table(table, folder.metrics_file(suffix), index_label="dataset", float_format="%.4f")
     snr = per_snr(folder, suffix, scores, snrs, out_names, snr_bin)

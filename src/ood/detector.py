@@ -8,13 +8,15 @@ features only (no OOD labels, no test data) and scores any set. The paper's meth
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from src.errors import UserError
+from src.ood.decisions import window_groups
 from src.ood.ood_folder import FEATURE_COLUMN, METRICS, signal_units
 from src.ood.score_functions import fit_score, log_errors
 from src.ood.snr_adjust import SnrAdjust, window_snrs
@@ -38,6 +40,7 @@ FEATURE_DEFAULTS = ("zmean", ["feat"])
 # chosen on a benchmark (no image selection draws): say so where it is reported.
 IMAGE_DEFAULTS = ("pooled", ["mse", "ssim"])
 SIGNAL_ONLY_METRICS = ("env", "lsd")
+CROSSFIT_FOLDS = 5  # folds of whole val frames for the out-of-sample val scores thresholds come from
 
 
 def error_table(frame: pd.DataFrame, metric: str, where: str) -> pd.DataFrame:
@@ -100,6 +103,7 @@ class Detector:
     val_units: pd.Series | None = None  # each val signal's frame: held out together in cross-fitting
     snr_adjust: SnrAdjust | None = None  # --snr_aware: errors moved to val's mean SNR first (src.ood.snr_adjust)
     snr_asked: bool = False  # --snr_aware=1 given: a set without SNR estimates is refused, not scored unmoved
+    val_members: pd.Series | None = None  # a K-window detector (for_groups): val window id -> its group id
 
     def __call__(self, features: pd.DataFrame, snr: np.ndarray | None = None) -> pd.Series:
         """Scores of errors [signal, (metric, t)] (SNR-aware: with each signal's SNR estimate ``snr``); a diverged
@@ -135,6 +139,37 @@ class Detector:
         windows, :class:`src.ood.decisions.StreamIntegrator`)."""
         return float(self.score_logs(pd.DataFrame(np.mean(rows, axis=0, keepdims=True))).iloc[0])
 
+    def for_groups(self, k: int) -> Detector:
+        """The detector of decisions over ``k`` windows (:mod:`src.ood.decisions`): the same score fitted on the mean
+        log errors of val's groups of ``k`` consecutive windows of a frame, the statistic it then scores, and
+        cross-fitted the same way. Where val holds fewer groups than :func:`groups_needed`, and for ``k`` = 1, the
+        score fitted on single windows (itself)."""
+        if k == 1:
+            return self
+        members = window_groups(self.val_features.index, self.val_units, k)
+        needed = groups_needed(self.scorer.dimensions)
+        if members.nunique() < needed:
+            log.info("--integrate %d: the score of the groups' mean log errors is fitted on single val windows: val "
+                     "holds %d groups of %d, fewer than the %d a fit on group means needs (%d dimensions)", k,
+                     members.nunique(), k, needed, self.scorer.dimensions)
+            return self
+        grouped = replace(self, val_members=members)
+        rows = np.ones(len(self.val_features), dtype=bool)
+        fitted_on = grouped.group_means(self.val_errors(), rows)
+        return replace(grouped, scorer=fit_score(self.score, fitted_on, metric_groups(self.val_features, self.metrics)))
+
+    def val_errors(self) -> np.ndarray:
+        """The val errors as the score was fitted on them (SNR-aware: moved to val's mean SNR)."""
+        errors = self.val_features.to_numpy()
+        return errors if self.snr_adjust is None else self.snr_adjust(errors, self.snr_adjust.val_snr)
+
+    def group_means(self, errors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """exp of the mean log errors of each val group whose windows are the ``rows`` (a mask) of val, ``errors``
+        being those rows' errors: what a K-window score is fitted on."""
+        logs = pd.DataFrame(log_errors(errors), index=self.val_features.index[rows])
+        members = self.val_members[self.val_members.index.isin(logs.index)]
+        return np.exp(mean_logs(logs, members).to_numpy())
+
     def frame_logs(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
         """:meth:`logs` of a results frame (rows per (signal, t), as reconstruct.py writes)."""
         features = feature_table(frame, self.metrics, self.ts, where)
@@ -155,14 +190,17 @@ class Detector:
         """Scores of a results frame (rows per (signal, t), as reconstruct.py writes)."""
         return self.score_logs(self.frame_logs(frame, where)).rename(where)
 
-    def crossfit_val_scores(self, folds: int = 5, seed: int = 0, members: pd.Series | None = None) -> pd.Series:
+    def crossfit_val_scores(self, folds: int = CROSSFIT_FOLDS, seed: int = 0,
+                            members: pd.Series | None = None) -> pd.Series:
         """Out-of-sample val scores: each fold scored by the score fitted on the other folds.
 
         A fitted score sees its own val signals as more typical than new in-distribution signals,
         so thresholds come from these instead. Folds are made of whole frames, so no window is
         scored by a detector fitted on its own frame's other windows. With ``members`` (val window id -> group
-        id, groups within frames): the :meth:`pooled` score of each group, indexed by group id.
+        id, groups within frames; a K-window detector's own by default): the :meth:`pooled` score of each group,
+        indexed by group id.
         """
+        members = self.val_members if members is None else members
         if members is None:
             values = np.empty(len(self.val_features))
             for held_out, scorer, scored in self.folds(folds, seed):
@@ -192,7 +230,20 @@ class Detector:
             fitting, scored = errors[~held_out], errors[held_out]
             if self.snr_adjust is not None:
                 fitting, scored = self.snr_adjust.split(errors, ~held_out)
+            if self.val_members is not None:
+                fitting = self.group_means(fitting, ~held_out)
+                if len(fitting) < 2:
+                    raise UserError("cross-fitting the integrated threshold leaves fewer than 2 val groups to fit on; "
+                                    "lower --integrate or reconstruct more val frames")
             yield held_out, fit_score(self.score, fitting, groups), scored
+
+
+def groups_needed(dimensions: int) -> int:
+    """Val groups a K-window score needs to be fitted on group means: half its dimensions, and two per cross-fitting
+    fold. Measured: 32 groups of 8 for the 40 dimensions of ``bands`` gained on every benchmark (docs/benchmarks.md);
+    6 groups for 16 dimensions flagged 2 of 11 in-family groups at a 5 % false-alarm rate (tests/test_score_decisions).
+    """
+    return max(math.ceil(dimensions / 2), 2 * CROSSFIT_FOLDS)
 
 
 def mean_logs(logs: pd.DataFrame, members: pd.Series) -> pd.DataFrame:

@@ -48,5 +48,6 @@ def add_integrate_arg(parser: argparse.ArgumentParser) -> None:
     """``--integrate K``: decide over K consecutive windows of one emission (:mod:`src.ood.decisions`)."""
     parser.add_argument("--integrate", type=positive_int, default=1,
                         help="decide over K consecutive windows of one emission (a frame of a processed file; "
-                             "consecutive windows of a raw recording) by the score of their mean log errors; a frame's "
+                             "consecutive windows of a raw recording) by the score of their mean log errors (fitted on "
+                             "val's K-window means); a frame's "
                              "tail of fewer than K windows is left out (default: %(default)s, single windows)")

@@ -45,6 +45,10 @@ class ZScore:
     def z(self, errors: np.ndarray) -> np.ndarray:
         return (errors - self.mean) / self.std
 
+    @property
+    def dimensions(self) -> int:
+        return self.mean.size
+
 
 class ZMean(ZScore):
     def __call__(self, errors: np.ndarray) -> np.ndarray:
@@ -71,6 +75,11 @@ class Mahalanobis:
 
     def __call__(self, errors: np.ndarray) -> np.ndarray:
         return self.model.mahalanobis(self.features(errors))
+
+    @property
+    def dimensions(self) -> int:
+        """The rows of the fitted covariance."""
+        return self.model.location_.size
 
 
 class Pooled(Mahalanobis):
