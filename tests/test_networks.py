@@ -80,3 +80,27 @@ def test_latent_unet_takes_the_vqvae_channels():
 def test_size_flags_of_another_family_are_refused():
     with pytest.raises(UserError, match="--residual_layers does not apply"):
         network_config("small", residual_layers=4)
+
+
+def test_attention_without_gradients_is_the_same_function_in_its_time_major_layout():
+    """Under no_grad the self-attention runs its time-major inference layout; with gradients the channel-major one.
+    Random weights everywhere (the output projection is zero at init, which would hide the attention): the two agree
+    to float32 rounding, and the attention's contribution is far larger than that."""
+    from unittest import mock
+
+    from src.networks.unet import SelfAttention
+
+    torch.manual_seed(0)
+    block = SelfAttention(64, 8, 32)
+    for parameter in block.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    x = torch.randn(5, 64, 40)
+    with mock.patch.object(SelfAttention, "inference", autospec=True, side_effect=SelfAttention.inference) as spy:
+        with torch.no_grad():
+            fast = block(x)
+        assert spy.call_count == 1
+        trained = block(x)
+        assert spy.call_count == 1
+    contribution = (trained - x).norm()
+    assert contribution > 0.1 * x.norm()
+    assert (fast - trained).norm() < 1e-6 * contribution

@@ -62,11 +62,26 @@ class SelfAttention(nn.Module):
         self.proj = zero_init(nn.Conv1d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.inference(x)
         batch, channels, length = x.shape
         qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, length)
         q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # [B, heads, L, C/heads]
         h = F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(batch, channels, length)
         return x + self.proj(h)
+
+    def inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function without gradients, laid out time-major: the 1x1 convolutions as matmuls on [B, L, C], so
+        q, k and v reach attention with their channels contiguous. On CPU (one thread, batch 256, the small UNet's
+        middle level) this halves the block's time and makes the whole forward 1.15-1.35x faster in fp32 and bf16;
+        with gradients the channel-major layout above is the faster one in bf16 (17 against 29 ms a step)."""
+        batch, channels, length = x.shape
+        rows = self.norm(x).transpose(1, 2)  # [B, L, C]
+        qkv = F.linear(rows, self.qkv.weight.squeeze(-1), self.qkv.bias)
+        q, k, v = qkv.reshape(batch, length, 3, self.heads, channels // self.heads).unbind(2)  # [B, L, heads, C/heads]
+        h = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = F.linear(h.transpose(1, 2).reshape(batch, length, channels), self.proj.weight.squeeze(-1), self.proj.bias)
+        return x + out.transpose(1, 2)
 
 
 class Level(nn.Module):
