@@ -82,10 +82,11 @@ def test_size_flags_of_another_family_are_refused():
         network_config("small", residual_layers=4)
 
 
-def test_attention_without_gradients_is_the_same_function_in_its_time_major_layout():
-    """Under no_grad the self-attention runs its time-major inference layout; with gradients the channel-major one.
-    Random weights everywhere (the output projection is zero at init, which would hide the attention): the two agree
-    to float32 rounding, and the attention's contribution is far larger than that."""
+def test_both_ways_of_attention_are_the_attention_written_out_by_hand():
+    """Random weights (the output projection is zero at init, which would hide the attention); the reference is
+    attention written out here in float64. The time-major way (fp32, with and without gradients) and the matmul
+    way agree with it to float32 rounding; under CPU bf16 autocast the block takes the matmul way, within bf16's
+    rounding."""
     from unittest import mock
 
     from src.networks.unet import SelfAttention
@@ -95,12 +96,28 @@ def test_attention_without_gradients_is_the_same_function_in_its_time_major_layo
     for parameter in block.parameters():
         torch.nn.init.normal_(parameter, std=0.1)
     x = torch.randn(5, 64, 40)
-    with mock.patch.object(SelfAttention, "inference", autospec=True, side_effect=SelfAttention.inference) as spy:
-        with torch.no_grad():
-            fast = block(x)
-        assert spy.call_count == 1
-        trained = block(x)
-        assert spy.call_count == 1
-    contribution = (trained - x).norm()
+    with torch.no_grad():
+        normed = block.norm(x).double()
+        qkv = torch.einsum("oc,bcl->bol", block.qkv.weight.squeeze(-1).double(), normed)
+        qkv = qkv + block.qkv.bias.double()[None, :, None]
+        q, k, v = qkv.reshape(5, 3, 2, 32, 40).unbind(1)  # [B, heads, 32, L]
+        weights = torch.softmax(torch.einsum("bhci,bhcj->bhij", q, k) / 32 ** 0.5, dim=-1)
+        mixed = torch.einsum("bhij,bhcj->bhci", weights, v).reshape(5, 64, 40)
+        expected = x.double() + torch.einsum("oc,bcl->bol", block.proj.weight.squeeze(-1).double(), mixed) + \
+            block.proj.bias.double()[None, :, None]
+    contribution = (expected - x.double()).norm()
     assert contribution > 0.1 * x.norm()
-    assert (fast - trained).norm() < 1e-6 * contribution
+
+    def error(output: torch.Tensor) -> float:
+        return float((output.detach().double() - expected).norm() / contribution)
+
+    with mock.patch.object(SelfAttention, "by_matmul", autospec=True, side_effect=SelfAttention.by_matmul) as spy:
+        with torch.no_grad():
+            assert error(block(x)) < 1e-6
+        assert error(block(x)) < 1e-6  # with gradients, as in training
+        assert spy.call_count == 0
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert error(block(x)) < 1e-2
+        assert spy.call_count == 1
+    with torch.no_grad():
+        assert error(block.by_matmul(x)) < 1e-6
