@@ -154,9 +154,9 @@ class Detector:
                      members.nunique(), k, needed, self.scorer.dimensions)
             return self
         grouped = replace(self, val_members=members)
-        rows = np.ones(len(self.val_features), dtype=bool)
-        fitted_on = grouped.group_means(self.val_errors(), rows)
-        return replace(grouped, scorer=fit_score(self.score, fitted_on, metric_groups(self.val_features, self.metrics)))
+        means = grouped.group_means(self.val_errors(), np.ones(len(self.val_features), dtype=bool))
+        grouped.scorer = fit_score(self.score, means, metric_groups(self.val_features, self.metrics))
+        return grouped
 
     def val_errors(self) -> np.ndarray:
         """The val errors as the score was fitted on them (SNR-aware: moved to val's mean SNR)."""
@@ -240,8 +240,9 @@ class Detector:
 
 def groups_needed(dimensions: int) -> int:
     """Val groups a K-window score needs to be fitted on group means: half its dimensions, and two per cross-fitting
-    fold. Measured: 32 groups of 8 for the 40 dimensions of ``bands`` gained on every benchmark (docs/benchmarks.md);
-    6 groups for 16 dimensions flagged 2 of 11 in-family groups at a 5 % false-alarm rate (tests/test_score_decisions).
+    fold. Measured: 32 groups of 8 for the 40 dimensions of ``bands`` scored with the single-window fit on the
+    selection draws (a tie; docs/benchmarks.md); 6 groups for 16 dimensions flagged 2 of 11 in-family groups at a 5 %
+    false-alarm rate (tests/test_score_decisions).
     """
     return max(math.ceil(dimensions / 2), 2 * CROSSFIT_FOLDS)
 
